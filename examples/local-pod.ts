@@ -1,0 +1,106 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+/**
+ * Turns injected Kubernetes objects into a Pod manifest that `podman kube play` runs as kubelet
+ * would. Two gaps of podman 4.3 are bridged here, never in tandem itself: podman runs no Deployment
+ * or Job controller, and it ignores `subPath` on configMap volumes, so those become files on the host.
+ */
+
+type Json = Record<string, any>;
+
+const TEMPLATE_PATHS: Record<string, string[]> = {
+  Deployment: ['spec', 'template'],
+  ReplicaSet: ['spec', 'template'],
+  StatefulSet: ['spec', 'template'],
+  DaemonSet: ['spec', 'template'],
+  Job: ['spec', 'template'],
+  CronJob: ['spec', 'jobTemplate', 'spec', 'template'],
+};
+
+/** Returns the Pod that the object's controller would create, named `podName`. */
+export function podFromObject(object: Json, podName: string): Json {
+  const template = object.kind === 'Pod' ? object : TEMPLATE_PATHS[object.kind]?.reduce((node: Json | undefined, key) => node?.[key], object);
+  if (template === undefined) {
+    throw new Error(`Object of kind ${object.kind} has no pod template.`);
+  }
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: podName, labels: template.metadata?.labels ?? {}, annotations: template.metadata?.annotations ?? {} },
+    spec: structuredClone(template.spec),
+  };
+}
+
+export interface ConfigMapSources {
+  configMaps: Json[];
+  /** SidecarSetResourceBindings, which grant a SidecarSet's volumes access to another namespace. */
+  bindings: Json[];
+  sidecarSets: Json[];
+}
+
+/**
+ * Resolves configMap volumes against the given ConfigMaps and writes their keys as files under
+ * `hostDir`. A `namespace/name` reference, which only platforms with SidecarSetResourceBinding
+ * support, is honoured when a binding in that namespace grants it to the SidecarSet that declares
+ * the volume.
+ */
+export function resolveConfigMapVolumes(pod: Json, sources: ConfigMapSources, hostDir: string): void {
+  const volumes: Json[] = pod.spec.volumes ?? [];
+  for (const volume of volumes.filter((candidate) => candidate.configMap)) {
+    const configMap = findConfigMap(volume, sources);
+    const directory = path.join(hostDir, volume.name);
+    mkdirSync(directory, { recursive: true });
+    for (const [key, value] of Object.entries<string>(configMap.data ?? {})) {
+      writeFileSync(path.join(directory, key), value);
+    }
+    delete volume.configMap;
+    volume.hostPath = { path: directory, type: 'Directory' };
+    replaceSubPathMounts(pod, volume.name, directory);
+  }
+}
+
+function findConfigMap(volume: Json, sources: ConfigMapSources): Json {
+  const reference: string = volume.configMap.name;
+  const [namespace, name] = reference.includes('/') ? reference.split('/', 2) : [undefined, reference];
+  if (namespace !== undefined) {
+    assertBindingGrants(namespace!, name!, volume.name, sources);
+  }
+
+  const found = sources.configMaps.find((candidate) => candidate.metadata?.name === name && (namespace === undefined || (candidate.metadata?.namespace ?? 'default') === namespace));
+  if (found === undefined) {
+    throw new Error(`ConfigMap ${reference} of volume ${volume.name} not found among the example's ConfigMaps.`);
+  }
+  return found;
+}
+
+function assertBindingGrants(namespace: string, name: string, volumeName: string, sources: ConfigMapSources): void {
+  const owners = sources.sidecarSets.filter((set) => (set.spec?.volumes ?? []).some((volume: Json) => volume.name === volumeName)).map((set) => set.metadata?.name);
+  const granted = sources.bindings.some(
+    (binding) =>
+      (binding.metadata?.namespace ?? 'default') === namespace &&
+      (binding.spec?.subjects ?? []).some((subject: Json) => subject.kind === 'SidecarSet' && owners.includes(subject.name)) &&
+      (binding.spec?.resourceRefs ?? []).some((ref: Json) => ref.kind === 'ConfigMap' && ref.name === name),
+  );
+  if (!granted) {
+    throw new Error(`Volume ${volumeName} refers to ConfigMap ${namespace}/${name} in another namespace, and no SidecarSetResourceBinding in ${namespace} grants it.`);
+  }
+}
+
+/** Replaces mounts of one key (`subPath`) by a hostPath volume of that file, which podman mounts as a file. */
+function replaceSubPathMounts(pod: Json, volumeName: string, directory: string): void {
+  const containers: Json[] = [...(pod.spec.initContainers ?? []), ...pod.spec.containers];
+  for (const container of containers) {
+    for (const mount of container.volumeMounts ?? []) {
+      if (mount.name !== volumeName || !mount.subPath) {
+        continue;
+      }
+      const fileVolume = `${volumeName}-${mount.subPath.replace(/[^a-z0-9-]/gi, '-').toLowerCase()}`;
+      if (!pod.spec.volumes.some((volume: Json) => volume.name === fileVolume)) {
+        pod.spec.volumes.push({ name: fileVolume, hostPath: { path: path.join(directory, mount.subPath), type: 'File' } });
+      }
+      mount.name = fileVolume;
+      delete mount.subPath;
+    }
+  }
+}

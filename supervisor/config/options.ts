@@ -1,0 +1,73 @@
+import { Option } from 'commander';
+import type { Role } from '../protocol/pod.js';
+import type { LogLevel } from '../log.js';
+import { parseBoolean, parseDurationMs, parseInteger, parseLogLevel, parseSignal } from './parse.js';
+
+/** Settings of one supervisor, from flags or from the matching `TANDEM_*` variable (flags win). */
+export interface SupervisorConfig {
+  name: string;
+  role: Role;
+  /** Launch priority; undefined means the pod spec's value, or 1 for sidecars and 0 for apps. */
+  priority?: number;
+  /** Shared volume of the pod; without it the supervisor runs the command with no coordination. */
+  sharedDir?: string;
+  logCopy: boolean;
+  stopSignal: NodeJS.Signals;
+  stopTimeoutMs: number;
+  startupTimeoutMs: number;
+  logLevel: LogLevel;
+}
+
+/** Values as commander parses them from the options below. */
+export interface SupervisorOptionValues {
+  name: string;
+  role: Role;
+  priority?: number;
+  sharedDir?: string;
+  logCopy: boolean;
+  stopSignal: NodeJS.Signals;
+  stopTimeout: number;
+  startupTimeout: number;
+  logLevel: LogLevel;
+}
+
+/** Converts parsed option values into the supervisor's configuration, with units in the names. */
+export function toSupervisorConfig(values: SupervisorOptionValues): SupervisorConfig {
+  return {
+    name: values.name,
+    role: values.role,
+    priority: values.priority,
+    sharedDir: values.sharedDir,
+    logCopy: values.logCopy,
+    stopSignal: values.stopSignal,
+    stopTimeoutMs: values.stopTimeout,
+    startupTimeoutMs: values.startupTimeout,
+    logLevel: values.logLevel,
+  };
+}
+
+/** Options of `tandem supervise`, each with its environment variable, unit and default. */
+export function supervisorOptions(): Option[] {
+  return [
+    new Option('--name <name>', 'container name, used for records and the log file').env('TANDEM_NAME').default('main'),
+    new Option('--role <role>', 'role of this container in the pod').choices(['app', 'sidecar']).env('TANDEM_ROLE').default('app'),
+    new Option('--priority <integer>', 'launch priority: higher starts first and stops last (default: 1 for sidecars, 0 for apps)')
+      .env('TANDEM_PRIORITY')
+      .argParser(parseInteger),
+    new Option('--shared-dir <dir>', 'shared volume of the pod; unset runs the command alone').env('TANDEM_SHARED_DIR'),
+    new Option('--log-copy <boolean>', 'copy stdout and stderr to <shared-dir>/logs/<name>/<restart>.log in CRI format')
+      .env('TANDEM_LOG_COPY')
+      .argParser(parseBoolean)
+      .default(true),
+    new Option('--stop-signal <signal>', 'signal that asks the command to stop').env('TANDEM_STOP_SIGNAL').argParser(parseSignal).default('SIGTERM'),
+    new Option('--stop-timeout <duration>', 'time from the stop signal to SIGKILL (500ms, 5s, 2m; a bare number is seconds)')
+      .env('TANDEM_STOP_TIMEOUT')
+      .argParser(parseDurationMs)
+      .default(10_000, '10s'),
+    new Option('--startup-timeout <duration>', 'how long an app waits for the sidecars it depends on to be ready')
+      .env('TANDEM_STARTUP_TIMEOUT')
+      .argParser(parseDurationMs)
+      .default(120_000, '120s'),
+    new Option('--log-level <level>', "level of tandem's own JSON logs on stderr").env('TANDEM_LOG_LEVEL').argParser(parseLogLevel).default('info'),
+  ];
+}

@@ -1,0 +1,63 @@
+import { constants } from 'node:os';
+import { InvalidArgumentError } from 'commander';
+import { LOG_LEVELS, type LogLevel } from '../log.js';
+
+/**
+ * Parsers for option values. Each throws commander's InvalidArgumentError, so the message names
+ * the option and the rejected value, and ends with what is accepted.
+ */
+
+/** Parses `1500ms`, `5s`, `2m` or a bare number of seconds into milliseconds. */
+export function parseDurationMs(value: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
+  if (!match) {
+    throw new InvalidArgumentError('Expected a duration such as 500ms, 5s or 2m (a bare number is seconds).');
+  }
+
+  const amount = Number(match[1]);
+  const unit = match[2] ?? 's';
+  const factor = unit === 'ms' ? 1 : unit === 's' ? 1000 : 60_000;
+  return Math.round(amount * factor);
+}
+
+export function parseInteger(value: string): number {
+  if (!/^-?\d+$/.test(value.trim())) {
+    throw new InvalidArgumentError('Expected an integer.');
+  }
+  return Number(value);
+}
+
+/** Parses a signal given as `SIGTERM`, `TERM` or its number, and returns its name. */
+export function parseSignal(value: string): NodeJS.Signals {
+  const upper = value.trim().toUpperCase();
+  const signals = constants.signals as Record<string, number>;
+  if (/^\d+$/.test(upper)) {
+    const name = Object.keys(signals).find((key) => signals[key] === Number(upper));
+    if (name) {
+      return name as NodeJS.Signals;
+    }
+  }
+
+  const name = upper.startsWith('SIG') ? upper : `SIG${upper}`;
+  if (name in signals) {
+    return name as NodeJS.Signals;
+  }
+  throw new InvalidArgumentError('Expected a signal name such as SIGTERM, TERM or QUIT, or its number.');
+}
+
+export function parseLogLevel(value: string): LogLevel {
+  if ((LOG_LEVELS as readonly string[]).includes(value)) {
+    return value as LogLevel;
+  }
+  throw new InvalidArgumentError(`Expected one of ${LOG_LEVELS.join(', ')}.`);
+}
+
+export function parseBoolean(value: string): boolean {
+  if (['true', '1', 'yes'].includes(value.toLowerCase())) {
+    return true;
+  }
+  if (['false', '0', 'no'].includes(value.toLowerCase())) {
+    return false;
+  }
+  throw new InvalidArgumentError('Expected true or false.');
+}

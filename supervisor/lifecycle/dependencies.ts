@@ -1,0 +1,30 @@
+import type { PodContainer, PodSpec } from '../protocol/pod.js';
+import type { Records } from '../protocol/store.js';
+
+/** Sidecars that must be ready before a container of the given priority starts its command. */
+export function dependenciesOf(pod: PodSpec, self: { name: string; priority: number }): PodContainer[] {
+  return pod.containers.filter((container) => container.role === 'sidecar' && container.name !== self.name && container.priority > self.priority);
+}
+
+/** Outcome of checking dependencies: all ready, still waiting, or one that exited and cannot become ready. */
+export type DependencyState = { kind: 'ready' } | { kind: 'failed'; name: string; reason: string };
+
+/** Returns the state once it is decided, or undefined while some dependency is still starting. */
+export function checkDependencies(dependencies: readonly PodContainer[], records: Records): DependencyState | undefined {
+  let waiting = false;
+  for (const dependency of dependencies) {
+    const record = records.get(dependency.name);
+    if (record?.phase === 'exited') {
+      return { kind: 'failed', name: dependency.name, reason: `sidecar ${dependency.name} exited with code ${record.exitCode} before it was ready` };
+    }
+    if (record?.phase !== 'ready') {
+      waiting = true;
+    }
+  }
+  return waiting ? undefined : { kind: 'ready' };
+}
+
+/** Names the dependencies that are not ready yet, for the startup timeout message. */
+export function notReady(dependencies: readonly PodContainer[], records: Records): string[] {
+  return dependencies.filter((dependency) => records.get(dependency.name)?.phase !== 'ready').map((dependency) => dependency.name);
+}

@@ -1,0 +1,72 @@
+import { ExitCode } from '../exit-codes.js';
+import type { Logger } from '../log.js';
+import { readPodSpec, type PodContainer, type PodSpec } from '../protocol/pod.js';
+import { RecordWriter } from '../protocol/record.js';
+import { RecordStore } from '../protocol/store.js';
+import type { SupervisorConfig } from '../config/options.js';
+
+/** What a supervisor knows about its pod: the pod spec, the other containers' records and its own. */
+export interface PodContext {
+  pod: PodSpec;
+  self: PodContainer;
+  store: RecordStore;
+  writer: RecordWriter;
+}
+
+/** A failure that ends the supervisor with a documented exit code and a message for the user. */
+export class SupervisorError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Reads the pod spec, starts watching the records, and writes this container's first record of
+ * this run. The generation is one more than in the record a previous run of this container left.
+ */
+export async function joinPod(config: SupervisorConfig & { sharedDir: string }, log: Logger): Promise<PodContext> {
+  let pod: PodSpec;
+  try {
+    pod = await readPodSpec(config.sharedDir);
+  } catch (error) {
+    throw new SupervisorError((error as Error).message, ExitCode.invalidConfig);
+  }
+
+  const entry = pod.containers.find((container) => container.name === config.name);
+  if (entry === undefined) {
+    const names = pod.containers.map((container) => container.name).join(', ');
+    throw new SupervisorError(`Container ${JSON.stringify(config.name)} is not in the pod spec (containers: ${names}). Set --name to one of them.`, ExitCode.invalidConfig);
+  }
+  const self: PodContainer = {
+    ...entry,
+    role: config.role,
+    priority: config.priority ?? entry.priority,
+  };
+
+  const store = await RecordStore.open(config.sharedDir, log);
+  const previous = store.records.get(self.name);
+  const writer = new RecordWriter(config.sharedDir, {
+    version: 1,
+    name: self.name,
+    role: self.role,
+    priority: self.priority,
+    generation: previous === undefined ? 0 : previous.generation + 1,
+    phase: 'waiting',
+    supervisorPid: process.pid,
+    times: {},
+  });
+
+  try {
+    await writer.update('waiting');
+  } catch (error) {
+    await store.close();
+    throw new SupervisorError(
+      `Cannot write the record of ${self.name} to the shared volume ${config.sharedDir}: ${(error as Error).message}. The volume must be writable by this container's user.`,
+      ExitCode.internalError,
+    );
+  }
+  return { pod, self, store, writer };
+}

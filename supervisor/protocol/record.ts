@@ -1,0 +1,78 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { writeJsonAtomic } from './atomic.js';
+import { stateDir, type Role } from './pod.js';
+
+/**
+ * Phase of a container as its supervisor reports it: waiting for dependencies, running its command,
+ * ready to serve (sidecars), stopping, or exited.
+ */
+export type Phase = 'waiting' | 'running' | 'ready' | 'stopping' | 'exited';
+
+/** The record each supervisor writes about its own container, in `<shared>/state/<name>.json`. */
+export interface ContainerRecord {
+  version: 1;
+  name: string;
+  role: Role;
+  priority: number;
+  /** Restart count of the container: 0 for its first run, one more for each restart. */
+  generation: number;
+  phase: Phase;
+  supervisorPid: number;
+  /** PID of the command, set once it runs. */
+  pid?: number;
+  /** Code the container exits with. */
+  exitCode?: number;
+  /** Code the command itself returned, kept when the supervisor reports another one. */
+  rawExitCode?: number;
+  signal?: string;
+  /** Why the container is in this phase, for example the sidecar a wait failed on. */
+  reason?: string;
+  /** ISO 8601 time at which each phase was entered. */
+  times: Partial<Record<Phase, string>>;
+}
+
+export function recordFile(sharedDir: string, name: string): string {
+  return path.join(stateDir(sharedDir), `${name}.json`);
+}
+
+/** Reads a record, returning undefined when it does not exist or is not a tandem record. */
+export async function readRecord(file: string): Promise<ContainerRecord | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+
+  try {
+    const record = JSON.parse(text) as ContainerRecord;
+    return record?.version === 1 && typeof record.name === 'string' ? record : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Keeps this container's record and writes each change in order, atomically. */
+export class RecordWriter {
+  private writing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly sharedDir: string,
+    public record: ContainerRecord,
+  ) {}
+
+  /** Moves the record to a phase with the given fields, and resolves when it is on disk. */
+  update(phase: Phase, fields: Partial<ContainerRecord> = {}): Promise<void> {
+    this.record = {
+      ...this.record,
+      ...fields,
+      phase,
+      times: { ...this.record.times, [phase]: new Date().toISOString() },
+    };
+
+    const snapshot = this.record;
+    this.writing = this.writing.then(() => writeJsonAtomic(recordFile(this.sharedDir, snapshot.name), snapshot));
+    return this.writing;
+  }
+}

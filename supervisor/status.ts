@@ -1,0 +1,67 @@
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { readPodSpec, stateDir, type PodSpec } from './protocol/pod.js';
+import { readRecord, recordFile, type ContainerRecord } from './protocol/record.js';
+
+/** One row of `tandem status`: a container of the pod spec, with its record when it has one. */
+export interface StatusRow {
+  name: string;
+  role: string;
+  priority: number;
+  phase: string;
+  restarts: number;
+  exitCode?: number;
+  rawExitCode?: number;
+  reason?: string;
+  times: ContainerRecord['times'];
+}
+
+/** Reads the pod spec and every container's record from the shared volume. */
+export async function readStatus(sharedDir: string): Promise<{ pod?: PodSpec; rows: StatusRow[] }> {
+  const pod = await readPodSpec(sharedDir).catch(() => undefined);
+  const names = new Set(pod?.containers.map((container) => container.name) ?? []);
+  const files = await readdir(stateDir(sharedDir)).catch(() => [] as string[]);
+  for (const file of files) {
+    if (file.endsWith('.json') && !file.startsWith('.') && file !== 'pod.json') {
+      names.add(path.basename(file, '.json'));
+    }
+  }
+
+  const rows: StatusRow[] = [];
+  for (const name of names) {
+    const record = await readRecord(recordFile(sharedDir, name));
+    const entry = pod?.containers.find((container) => container.name === name);
+    rows.push({
+      name,
+      role: record?.role ?? entry?.role ?? '?',
+      priority: record?.priority ?? entry?.priority ?? 0,
+      phase: record?.phase ?? 'pending',
+      restarts: record?.generation ?? 0,
+      exitCode: record?.exitCode,
+      rawExitCode: record?.rawExitCode,
+      reason: record?.reason,
+      times: record?.times ?? {},
+    });
+  }
+  rows.sort((left, right) => right.priority - left.priority || left.name.localeCompare(right.name));
+  return { pod, rows };
+}
+
+/** Formats the rows as an aligned table, like `kubectl get`. */
+export function formatStatusTable(rows: readonly StatusRow[]): string {
+  const header = ['NAME', 'ROLE', 'PRIORITY', 'PHASE', 'RESTARTS', 'EXIT', 'STARTED', 'EXITED', 'REASON'];
+  const lines = rows.map((row) => [
+    row.name,
+    row.role,
+    String(row.priority),
+    row.phase,
+    String(row.restarts),
+    row.exitCode === undefined ? '-' : row.rawExitCode !== undefined && row.rawExitCode !== row.exitCode ? `${row.exitCode} (raw ${row.rawExitCode})` : String(row.exitCode),
+    row.times.running ?? row.times.ready ?? '-',
+    row.times.exited ?? '-',
+    row.reason ?? '',
+  ]);
+
+  const widths = header.map((title, column) => Math.max(title.length, ...lines.map((line) => line[column]!.length)));
+  return [header, ...lines].map((line) => line.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n');
+}

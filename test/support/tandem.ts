@@ -1,0 +1,44 @@
+import { mkdtempSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa, type Options } from 'execa';
+import { writePodSpec, type PodContainer, type PodSpec, type RestartPolicy } from '../../supervisor/protocol/pod.js';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** The built CLI, which `npm test` builds before running the tests. */
+export const cliPath = path.resolve(process.env.TANDEM_TEST_CLI ?? path.join(repoRoot, 'dist', 'agent', 'cli.js'));
+
+/** Starts `tandem` as a real process with the given arguments. */
+export function tandem(args: readonly string[], options: Options = {}) {
+  return execa('node', [cliPath, ...args], { reject: false, ...options });
+}
+
+/** Creates an empty shared volume in a temporary directory, with the state and logs folders. */
+export function makeSharedDir(): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'tandem-shared-'));
+  mkdirSync(path.join(dir, 'state'));
+  mkdirSync(path.join(dir, 'logs'));
+  return dir;
+}
+
+/** Writes a pod spec with the given containers, as the init container would. */
+export async function writePod(sharedDir: string, containers: PodContainer[], restartPolicy: RestartPolicy = 'Never'): Promise<PodSpec> {
+  const spec: PodSpec = { version: 1, restartPolicy, terminationGracePeriodSeconds: 30, containers };
+  await writePodSpec(sharedDir, spec);
+  return spec;
+}
+
+/** Arguments of `tandem supervise` for one container of a pod in `sharedDir`. */
+export function superviseArgs(sharedDir: string, name: string, role: 'app' | 'sidecar', command: readonly string[], extra: readonly string[] = []): string[] {
+  return ['supervise', '--shared-dir', sharedDir, '--name', name, '--role', role, ...extra, '--', ...command];
+}
+
+/** Parses tandem's JSON log lines from a stderr text, skipping lines written by the command itself. */
+export function logEvents(stderr: string): Record<string, any>[] {
+  return stderr
+    .split('\n')
+    .filter((line) => line.startsWith('{"level"'))
+    .map((line) => JSON.parse(line) as Record<string, any>);
+}
