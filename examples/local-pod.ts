@@ -3,9 +3,18 @@ import path from 'node:path';
 
 /**
  * Turns injected Kubernetes objects into a Pod manifest that `podman kube play` runs as kubelet
- * would. Two gaps of podman 4.3 are bridged here, never in tandem itself: podman runs no Deployment
- * or Job controller, and it ignores `subPath` on configMap volumes, so those become files on the host.
+ * would. Four gaps of podman 4.3 are bridged here, never in tandem itself:
+ * - it runs no Deployment or Job controller, so the pod comes from the template;
+ * - it ignores `subPath` on configMap volumes, so those keys become files on the host;
+ * - it rejects annotation values longer than 63 characters, a limit Kubernetes sets for label
+ *   values only, so long annotations are left out;
+ * - it applies restartPolicy Always to init containers too, restarting them after success, so an
+ *   Always pod is played with OnFailure. tandem's supervisors still read Always from the pod spec
+ *   that the injector wrote.
  */
+
+/** Longest annotation value podman 4.3 accepts. */
+const PODMAN_MAX_ANNOTATION_LENGTH = 63;
 
 type Json = Record<string, any>;
 
@@ -24,11 +33,17 @@ export function podFromObject(object: Json, podName: string): Json {
   if (template === undefined) {
     throw new Error(`Object of kind ${object.kind} has no pod template.`);
   }
+  // Annotations only inform the injector and controllers; the pod runs the same without the long ones.
+  const annotations = Object.fromEntries(Object.entries<string>(template.metadata?.annotations ?? {}).filter(([, value]) => value.length <= PODMAN_MAX_ANNOTATION_LENGTH));
+  const spec = structuredClone(template.spec);
+  if ((spec.restartPolicy ?? 'Always') === 'Always') {
+    spec.restartPolicy = 'OnFailure';
+  }
   return {
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name: podName, labels: template.metadata?.labels ?? {}, annotations: template.metadata?.annotations ?? {} },
-    spec: structuredClone(template.spec),
+    metadata: { name: podName, labels: template.metadata?.labels ?? {}, annotations },
+    spec,
   };
 }
 

@@ -107,7 +107,7 @@ async function inject(options: ReferenceOptions, file: string, edit?: (object: J
   const result = await execa('node', [path.join(options.repoRoot, 'dist', 'agent', 'cli.js'), 'inject', '--sidecarset', path.join(exampleDir, 'sidecarset.yaml'), '--image', TANDEM_IMAGE, '-'], {
     input: stringify(object),
   });
-  options.print(`tandem inject ${file}: ${String(result.stderr).trim()}`);
+  options.print(String(result.stderr).trim());
   return parseAllDocuments(String(result.stdout))[0]!.toJS() as Json;
 }
 

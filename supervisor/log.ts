@@ -1,9 +1,8 @@
 import pino, { type Logger } from 'pino';
+import type { LogLevel } from './log-levels.js';
 
 export type { Logger } from 'pino';
-
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+export type { LogLevel } from './log-levels.js';
 
 /**
  * Creates tandem's JSON logger on stderr. Stdout is never used, because it belongs to the wrapped

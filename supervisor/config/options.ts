@@ -1,6 +1,6 @@
 import { Option } from 'commander';
 import type { Role } from '../protocol/pod.js';
-import type { LogLevel } from '../log.js';
+import type { LogLevel } from '../log-levels.js';
 import { parseBoolean, parseDurationMs, parseInteger, parseLogLevel, parseSignal } from './parse.js';
 
 /** Settings of one supervisor, from flags or from the matching `TANDEM_*` variable (flags win). */

@@ -1,6 +1,6 @@
 import { constants } from 'node:os';
 import { InvalidArgumentError } from 'commander';
-import { LOG_LEVELS, type LogLevel } from '../log.js';
+import { LOG_LEVELS, type LogLevel } from '../log-levels.js';
 
 /**
  * Parsers for option values. Each throws commander's InvalidArgumentError, so the message names

@@ -79,11 +79,12 @@ export class RecordStore extends EventEmitter {
     // a record rewritten quickly could be missed. Its raw inotify events are never throttled.
     watcher.on('add', (file) => this.scheduleLoad(file));
     watcher.on('change', (file) => this.scheduleLoad(file));
-    watcher.on('raw', (_event, file, details: { watchedPath?: string }) => {
-      if (typeof file !== 'string' || details?.watchedPath === undefined) {
+    watcher.on('raw', (_event, file, details) => {
+      const watchedPath = (details as { watchedPath?: string } | undefined)?.watchedPath;
+      if (typeof file !== 'string' || watchedPath === undefined) {
         return;
       }
-      const full = details.watchedPath === this.directory ? path.join(this.directory, file) : details.watchedPath;
+      const full = watchedPath === this.directory ? path.join(this.directory, file) : watchedPath;
       if (!isIgnored(full)) {
         this.scheduleLoad(full);
       }

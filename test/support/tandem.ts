@@ -2,7 +2,7 @@ import { mkdtempSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa, type Options } from 'execa';
+import { execa } from 'execa';
 import { writePodSpec, type PodContainer, type PodSpec, type RestartPolicy } from '../../supervisor/protocol/pod.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -10,9 +10,16 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 /** The built CLI, which `npm test` builds before running the tests. */
 export const cliPath = path.resolve(process.env.TANDEM_TEST_CLI ?? path.join(repoRoot, 'dist', 'agent', 'cli.js'));
 
-/** Starts `tandem` as a real process with the given arguments. */
-export function tandem(args: readonly string[], options: Options = {}) {
-  return execa('node', [cliPath, ...args], { reject: false, ...options });
+export interface TandemOptions {
+  env?: Record<string, string>;
+  cwd?: string;
+  input?: string;
+  stripFinalNewline?: boolean;
+}
+
+/** Starts `tandem` as a real process with the given arguments; its output is text. */
+export function tandem(args: readonly string[], options: TandemOptions = {}) {
+  return execa('node', [cliPath, ...args], { reject: false, stripFinalNewline: true, ...options });
 }
 
 /** Creates an empty shared volume in a temporary directory, with the state and logs folders. */

@@ -1,0 +1,252 @@
+import type { ImageConfig } from './argv.js';
+import { imageConfigNeed } from './argv.js';
+import { InjectError } from './errors.js';
+import { resolveImageConfig, type ImageConfigResolver } from './image-config.js';
+import { formatManifests, parseManifests, readManifestText } from './io.js';
+import { describeObject, isRecord, type PodTemplateSpec } from './k8s.js';
+import { applySidecarSets } from './sidecarset/apply.js';
+import { loadSidecarSets } from './sidecarset/load.js';
+import { sidecarSetMatchesPod, type NamespaceLabels } from './sidecarset/match.js';
+import type { LoadedSidecarSet } from './sidecarset/types.js';
+import { findPodTemplates, type PodTemplateLocation } from './templates.js';
+import { containersNeedingImageConfig, injectTandem, isInjectionDisabled, isTandemInjected, LOGS_VOLUME } from './transform.js';
+
+export interface InjectOptions {
+  /** Manifest file, or `-` for standard input. */
+  input: string;
+  sidecarSetFiles: readonly string[];
+  /** Image of tandem-init. */
+  image: string;
+  /** Namespace of objects that set none. */
+  namespace: string;
+  keepStdlog: boolean;
+}
+
+/** Output streams, image config sources and clock of the command, replaced in tests. */
+export interface InjectEnvironment {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  resolvers: readonly ImageConfigResolver[];
+  /** Time written into Kruise's annotations. */
+  now: Date;
+}
+
+interface Context {
+  options: InjectOptions;
+  environment: InjectEnvironment;
+  sidecarSets: readonly LoadedSidecarSet[];
+  namespaceLabels: NamespaceLabels;
+  report: string[];
+  warnings: string[];
+}
+
+/**
+ * Returns the time for Kruise's `updateTimestamp`: SOURCE_DATE_EPOCH (seconds since the epoch)
+ * when set, so that repeated runs give identical output, else the current time.
+ */
+export function injectionTime(environment: NodeJS.ProcessEnv = process.env): Date {
+  const epoch = environment.SOURCE_DATE_EPOCH;
+  if (epoch === undefined || epoch === '') {
+    return new Date();
+  }
+  if (!/^\d+$/.test(epoch)) {
+    throw new InjectError(`Invalid SOURCE_DATE_EPOCH ${JSON.stringify(epoch)}: expected whole seconds since 1970-01-01 UTC.`);
+  }
+  return new Date(Number(epoch) * 1000);
+}
+
+async function loadAllSidecarSets(files: readonly string[]): Promise<LoadedSidecarSet[]> {
+  const loaded: LoadedSidecarSet[] = [];
+  for (const file of files) {
+    loaded.push(...loadSidecarSets(parseManifests(await readManifestText(file), file), file));
+  }
+
+  // SidecarSets are cluster-scoped, so a name exists once.
+  const sources = new Map<string, string>();
+  for (const { sidecarSet, source } of loaded) {
+    const name = sidecarSet.metadata.name;
+    const earlier = sources.get(name);
+    if (earlier !== undefined) {
+      throw new InjectError(`SidecarSet ${name} is defined twice (${earlier} and ${source}). SidecarSet names are cluster-wide, so keep one.`);
+    }
+    sources.set(name, source);
+  }
+  return loaded;
+}
+
+function collectNamespaceLabels(documents: readonly unknown[]): Map<string, Record<string, string>> {
+  const labels = new Map<string, Record<string, string>>();
+  const visit = (object: unknown): void => {
+    if (!isRecord(object)) {
+      return;
+    }
+    if (object.kind === 'List' && Array.isArray(object.items)) {
+      object.items.forEach(visit);
+    } else if (object.kind === 'Namespace' && object.apiVersion === 'v1' && isRecord(object.metadata) && typeof object.metadata.name === 'string') {
+      labels.set(object.metadata.name, (isRecord(object.metadata.labels) ? object.metadata.labels : {}) as Record<string, string>);
+    }
+  };
+  documents.forEach(visit);
+  return labels;
+}
+
+async function resolveImageConfigs(template: PodTemplateSpec, owner: string, resolvers: readonly ImageConfigResolver[]): Promise<Map<string, ImageConfig>> {
+  const configs = new Map<string, ImageConfig>();
+  const errors: string[] = [];
+  for (const container of containersNeedingImageConfig(template)) {
+    if (typeof container.image !== 'string' || container.image === '') {
+      errors.push(`Container ${container.name} in ${owner} has no image. Set its image.`);
+      continue;
+    }
+    const need = imageConfigNeed(container);
+    try {
+      const config = await resolveImageConfig(
+        { containerName: container.name, image: container.image, need: need === 'none' ? 'entrypoint' : need, annotations: template.metadata?.annotations ?? {}, owner },
+        resolvers,
+      );
+      configs.set(container.name, config);
+    } catch (error) {
+      if (!(error instanceof InjectError)) {
+        throw error;
+      }
+      errors.push(...error.messages);
+    }
+  }
+  if (errors.length > 0) {
+    throw new InjectError(errors);
+  }
+  return configs;
+}
+
+async function processTemplate(location: PodTemplateLocation, context: Context): Promise<void> {
+  const { owner } = location;
+  const original = location.read();
+  if (isTandemInjected(original)) {
+    context.report.push(`${owner}: already injected (it has the tandem-init init container), left unchanged`);
+    return;
+  }
+
+  const pod = {
+    namespace: location.namespace ?? context.options.namespace,
+    labels: original.metadata?.labels ?? {},
+    owner,
+  };
+  const matched = context.sidecarSets.filter(({ sidecarSet }) => sidecarSetMatchesPod(sidecarSet, pod, context.namespaceLabels));
+  const { template, report } = applySidecarSets(
+    original,
+    matched.map(({ sidecarSet }) => sidecarSet),
+    context.environment.now,
+    owner,
+    context.warnings,
+  );
+  if (report.applied.length > 0) {
+    const parts = [`added containers ${report.containers.join(', ') || 'none'}`];
+    if (report.initContainers.length > 0) {
+      parts.push(`init containers ${report.initContainers.join(', ')}`);
+    }
+    if (report.replaced.length > 0) {
+      parts.push(`replaced existing containers of the same name ${report.replaced.join(', ')}`);
+    }
+    parts.push(`volumes ${report.volumes.join(', ') || 'none'}`);
+    context.report.push(`${owner}: applied SidecarSet ${report.applied.join(', ')}: ${parts.join('; ')}`);
+  }
+
+  if (isInjectionDisabled(template, owner)) {
+    location.write(template);
+    context.report.push(`${owner}: tandem not injected, the pod template sets tandem.dev/inject: disabled`);
+    return;
+  }
+
+  const imageConfigs = await resolveImageConfigs(template, owner, context.environment.resolvers);
+  const result = injectTandem(template, { image: context.options.image, keepStdlog: context.options.keepStdlog, imageConfigs, owner });
+  if (result.status !== 'injected') {
+    throw new Error(`Internal error: injectTandem returned ${result.status} for ${owner} after the checks in processTemplate.`);
+  }
+  location.write(result.template);
+
+  const containers = result.podSpec.containers.map((entry) => {
+    const details = [entry.role, `priority ${entry.priority}`];
+    if (entry.readiness !== undefined) {
+      details.push(`readiness ${entry.readiness}`);
+    }
+    const config = imageConfigs.get(entry.name);
+    if (config !== undefined) {
+      details.push(`image config from ${config.source}`);
+    }
+    return `${entry.name} (${details.join(', ')})`;
+  });
+  context.report.push(`${owner}: injected tandem: ${containers.join(', ')}`);
+  if (result.removedStdlogVolumes.length > 0) {
+    context.report.push(`${owner}: replaced stdlog CSI volume ${result.removedStdlogVolumes.join(', ')} with ${LOGS_VOLUME}`);
+  }
+}
+
+/**
+ * Runs `tandem inject`: applies the SidecarSets, adds tandem to every pod template and writes the
+ * manifests as YAML to stdout, with one report line per change on stderr. When any template
+ * fails, it writes every error, nothing to stdout, and returns exit code 1.
+ */
+export async function runInject(options: InjectOptions, environment: InjectEnvironment): Promise<number> {
+  let documents: unknown[];
+  const context: Context = { options, environment, sidecarSets: [], namespaceLabels: new Map(), report: [], warnings: [] };
+  try {
+    context.sidecarSets = await loadAllSidecarSets(options.sidecarSetFiles);
+    documents = parseManifests(await readManifestText(options.input), options.input === '-' ? 'standard input' : options.input);
+  } catch (error) {
+    if (!(error instanceof InjectError)) {
+      throw error;
+    }
+    for (const message of error.messages) {
+      environment.stderr(`tandem inject: error: ${message}\n`);
+    }
+    return 1;
+  }
+  context.namespaceLabels = collectNamespaceLabels(documents);
+
+  const errors: string[] = [];
+  for (const document of documents) {
+    if (!isRecord(document)) {
+      continue;
+    }
+    let locations: PodTemplateLocation[];
+    try {
+      locations = findPodTemplates(document);
+    } catch (error) {
+      if (!(error instanceof InjectError)) {
+        throw error;
+      }
+      errors.push(...error.messages);
+      continue;
+    }
+    if (locations.length === 0) {
+      context.report.push(`${describeObject(document)}: no pod template, passed through unchanged`);
+    }
+    for (const location of locations) {
+      try {
+        await processTemplate(location, context);
+      } catch (error) {
+        if (!(error instanceof InjectError)) {
+          throw error;
+        }
+        errors.push(...error.messages);
+      }
+    }
+  }
+
+  for (const warning of context.warnings) {
+    environment.stderr(`tandem inject: warning: ${warning}\n`);
+  }
+  if (errors.length > 0) {
+    for (const message of errors) {
+      environment.stderr(`tandem inject: error: ${message}\n`);
+    }
+    environment.stderr(`tandem inject: ${errors.length} error(s), no output written\n`);
+    return 1;
+  }
+
+  for (const line of context.report) {
+    environment.stderr(`tandem inject: ${line}\n`);
+  }
+  environment.stdout(formatManifests(documents));
+  return 0;
+}

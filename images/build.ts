@@ -1,0 +1,170 @@
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { copyFile, lstat, mkdir, readFile, readdir, readlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { devRuntimeDir, findRepoRoot, RUNTIME_PATHS } from '../agent/runtime/build.js';
+import { VERSION } from '../agent/version.js';
+import { writeBusyboxRootfs } from './busybox/rootfs.js';
+
+/**
+ * Builds the images that tandem's examples and tests run, offline with podman: busybox from the
+ * host's static busybox, a stand-in for hashicorp/http-echo on it, and the tandem image.
+ */
+
+export const BUSYBOX_IMAGE = 'docker.io/library/busybox:latest';
+export const HTTP_ECHO_IMAGE = 'docker.io/hashicorp/http-echo:latest';
+export const TANDEM_IMAGES = [`localhost/tandem:${VERSION}`, 'localhost/tandem:dev'];
+
+/** Image label with the hash of everything a build reads, so an unchanged image is not built again. */
+const INPUTS_LABEL = 'dev.tandem.build-inputs';
+
+export interface BuildImagesOptions {
+  repoRoot: string;
+  /** containers.conf(5) for podman, passed as CONTAINERS_CONF. Default: podman's own lookup. */
+  containersConf?: string;
+}
+
+interface ImageBuild {
+  tags: string[];
+  containerfile: string;
+  context: string;
+  /** Hash of the build's inputs, compared with the label of the existing image. */
+  inputs: string;
+  buildArgs?: Record<string, string>;
+  ignorefile?: string;
+}
+
+/** Builds the busybox, http-echo and tandem images in that order and returns their names. */
+export async function buildImages(options: BuildImagesOptions): Promise<string[]> {
+  const podman = podmanRunner(options.containersConf);
+  const workDir = path.join(options.repoRoot, 'build', 'images');
+
+  await buildImage(podman, await busyboxBuild(options.repoRoot, workDir));
+  const busyboxId = await imageId(podman, BUSYBOX_IMAGE);
+  await buildImage(podman, await httpEchoBuild(options.repoRoot, busyboxId));
+  await buildImage(podman, await tandemBuild(options.repoRoot, workDir, busyboxId));
+  return [BUSYBOX_IMAGE, HTTP_ECHO_IMAGE, ...TANDEM_IMAGES];
+}
+
+type Podman = (args: string[]) => Promise<string>;
+
+function podmanRunner(containersConf: string | undefined): Podman {
+  const env = containersConf === undefined ? {} : { CONTAINERS_CONF: containersConf };
+  return async (args) => {
+    const result = await execa('podman', args, { env, reject: false });
+    if (result.exitCode !== 0) {
+      throw new Error(`podman ${args.join(' ')} failed with exit code ${result.exitCode}: ${result.stderr.trim()}`);
+    }
+    return result.stdout.trim();
+  };
+}
+
+async function busyboxBuild(repoRoot: string, workDir: string): Promise<ImageBuild> {
+  const context = path.join(workDir, 'busybox');
+  await writeBusyboxRootfs(path.join(context, 'rootfs'));
+  const containerfile = path.join(context, 'Containerfile');
+  await mkdir(context, { recursive: true });
+  await copyFile(path.join(repoRoot, 'images', 'busybox', 'Containerfile'), containerfile);
+  return { tags: [BUSYBOX_IMAGE], containerfile, context, inputs: await hashTree(context) };
+}
+
+async function httpEchoBuild(repoRoot: string, busyboxId: string): Promise<ImageBuild> {
+  const context = path.join(repoRoot, 'images', 'http-echo');
+  return {
+    tags: [HTTP_ECHO_IMAGE],
+    containerfile: path.join(context, 'Containerfile'),
+    context,
+    inputs: hashStrings([busyboxId, await hashTree(context)]),
+  };
+}
+
+/**
+ * Describes the tandem image build. Its context is the repository, so an ignore file limits it to
+ * the runtime, and the runtime's manifest represents the runtime's files in the hash.
+ */
+async function tandemBuild(repoRoot: string, workDir: string, busyboxId: string): Promise<ImageBuild> {
+  const manifest = path.join(devRuntimeDir(repoRoot), RUNTIME_PATHS.manifest);
+  if (!existsSync(manifest)) {
+    throw new Error(`The tandem runtime is missing (${manifest} not found): run \`npm run build\` first.`);
+  }
+  const ignorefile = path.join(workDir, 'tandem.containerignore');
+  await mkdir(workDir, { recursive: true });
+  await writeFile(ignorefile, `*\n!${path.relative(repoRoot, devRuntimeDir(repoRoot))}\n`);
+
+  const containerfile = path.join(repoRoot, 'Dockerfile');
+  const inputs = hashStrings([busyboxId, VERSION, await readFile(containerfile, 'utf8'), await readFile(manifest, 'utf8')]);
+  return { tags: TANDEM_IMAGES, containerfile, context: repoRoot, inputs, buildArgs: { VERSION }, ignorefile };
+}
+
+async function buildImage(podman: Podman, build: ImageBuild): Promise<void> {
+  const existing = await Promise.all(build.tags.map((tag) => builtInputs(podman, tag)));
+  if (existing.every((inputs) => inputs === build.inputs)) {
+    return;
+  }
+
+  const args = ['build', '--network', 'none', '--pull=never', '--file', build.containerfile, '--label', `${INPUTS_LABEL}=${build.inputs}`];
+  for (const tag of build.tags) {
+    args.push('--tag', tag);
+  }
+  for (const [name, value] of Object.entries(build.buildArgs ?? {})) {
+    args.push('--build-arg', `${name}=${value}`);
+  }
+  if (build.ignorefile !== undefined) {
+    args.push('--ignorefile', build.ignorefile);
+  }
+  await podman([...args, build.context]);
+}
+
+/** Returns the inputs label of a local image, or undefined when the image does not exist. */
+async function builtInputs(podman: Podman, image: string): Promise<string | undefined> {
+  const exists = await podman(['image', 'exists', image]).then(
+    () => true,
+    () => false,
+  );
+  if (!exists) {
+    return undefined;
+  }
+  return podman(['image', 'inspect', '--format', `{{index .Config.Labels "${INPUTS_LABEL}"}}`, image]);
+}
+
+async function imageId(podman: Podman, image: string): Promise<string> {
+  return podman(['image', 'inspect', '--format', '{{.Id}}', image]);
+}
+
+function hashStrings(values: string[]): string {
+  const hash = createHash('sha256');
+  for (const value of values) {
+    hash.update(`${value.length}:${value}`);
+  }
+  return hash.digest('hex');
+}
+
+/** Hashes a directory tree: every path, file mode, symbolic link target and file content. */
+async function hashTree(root: string): Promise<string> {
+  const entries = await readdir(root, { recursive: true });
+  const parts: string[] = [];
+  for (const relative of entries.sort()) {
+    const file = path.join(root, relative);
+    const fileStat = await lstat(file);
+    let content = '';
+    if (fileStat.isSymbolicLink()) {
+      content = await readlink(file);
+    } else if (fileStat.isFile()) {
+      content = createHash('sha256').update(await readFile(file)).digest('hex');
+    }
+    parts.push(`${relative} ${fileStat.mode.toString(8)} ${content}`);
+  }
+  return hashStrings(parts);
+}
+
+async function main(): Promise<void> {
+  const repoRoot = findRepoRoot(fileURLToPath(import.meta.url));
+  const images = await buildImages({ repoRoot, containersConf: process.env.CONTAINERS_CONF });
+  console.log(`images: ${images.join(', ')}`);
+}
+
+if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  await main();
+}
