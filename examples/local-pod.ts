@@ -13,7 +13,7 @@ import path from 'node:path';
  *   that the injector wrote.
  */
 
-/** Longest annotation value podman 4.3 accepts. */
+/** Maximum length of an annotation value that podman 4.3 accepts. */
 const PODMAN_MAX_ANNOTATION_LENGTH = 63;
 
 type Json = Record<string, any>;

@@ -7,6 +7,8 @@ import { LOG_LEVELS, type LogLevel } from '../log-levels.js';
  * the option and the rejected value, and ends with what is accepted.
  */
 
+const MS_PER_UNIT = { ms: 1, s: 1000, m: 60_000 } as const;
+
 /** Parses `1500ms`, `5s`, `2m` or a bare number of seconds into milliseconds. */
 export function parseDurationMs(value: string): number {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
@@ -15,9 +17,8 @@ export function parseDurationMs(value: string): number {
   }
 
   const amount = Number(match[1]);
-  const unit = match[2] ?? 's';
-  const factor = unit === 'ms' ? 1 : unit === 's' ? 1000 : 60_000;
-  return Math.round(amount * factor);
+  const unit = (match[2] ?? 's') as keyof typeof MS_PER_UNIT;
+  return Math.round(amount * MS_PER_UNIT[unit]);
 }
 
 export function parseInteger(value: string): number {
