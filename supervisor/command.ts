@@ -12,8 +12,10 @@ export function addSupervisorCommands(program: Command): void {
     .argument('<command...>', 'the command and its arguments, after --')
     .passThroughOptions()
     .action(async (argv: string[], options: SupervisorOptionValues) => {
-      const { supervise: run } = await import('./run.js');
-      process.exit(await run(toSupervisorConfig(options), argv));
+      const [{ supervise: run }, { flushStdio }] = await Promise.all([import('./run.js'), import('./child/output.js')]);
+      const exitCode = await run(toSupervisorConfig(options), argv);
+      await flushStdio();
+      process.exit(exitCode);
     });
   for (const option of supervisorOptions()) {
     supervise.addOption(option);

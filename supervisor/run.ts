@@ -1,9 +1,10 @@
 import path from 'node:path';
 import type { SupervisorConfig } from './config/options.js';
-import { relayOutput } from './child/output.js';
-import { spawnChild, waitForChild, type ChildExit } from './child/spawn.js';
-import { stopTree } from './child/stop.js';
-import { signalTree } from './child/tree.js';
+import { CommandRun } from './child/command-run.js';
+import { tolerateClosedStdio } from './child/output.js';
+import { settleLeftovers } from './child/leftovers.js';
+import { findReaper, preferRuntimeTools } from './child/processes.js';
+import type { ChildExit } from './child/spawn.js';
 import { ExitCode, signalExitCode } from './exit-codes.js';
 import { appsFinished } from './lifecycle/completion.js';
 import { checkDependencies, dependenciesOf, notReady } from './lifecycle/dependencies.js';
@@ -18,8 +19,8 @@ const MAX_QUEUED_LOG_BYTES = 8 * 1024 * 1024;
 
 /**
  * Runs one container's command under supervision and returns the code the container exits with:
- * join the pod, wait for the sidecars this container depends on, run the command, stop it when
- * the pod's apps are done (sidecars), and report its exit.
+ * join the pod, wait for the sidecars this container depends on, run the command, stop it on
+ * request or when the pod's apps are done (sidecars), end its leftovers, and report its exit.
  */
 export async function supervise(config: SupervisorConfig, argv: readonly string[]): Promise<number> {
   const log = createLogger(config.logLevel, { container: config.name });
@@ -28,30 +29,36 @@ export async function supervise(config: SupervisorConfig, argv: readonly string[
     log.error({ event: 'invalid-config' }, 'no command given: use `tandem supervise [options] -- COMMAND [ARGS...]`');
     return ExitCode.invalidConfig;
   }
+  const commandEnv = childEnvironment();
+  preferRuntimeTools();
+  tolerateClosedStdio((stream, error) => log.warn({ event: 'output-closed', stream, err: error }, `the container's ${stream} was closed; output now goes to the log copy only`));
 
   // Handlers go in before anything else, so a stop request during the wait is never lost.
-  const shutdown = new AbortController();
-  let childPid: number | undefined;
+  const waiting = new AbortController();
+  let run: CommandRun | undefined;
   const removeHandlers = onSignals((signal) => {
-    log.info({ event: 'signal', signal, pid: childPid }, `received ${signal}`);
-    if (childPid !== undefined) {
-      void signalTree(childPid, signal).catch((error: unknown) => log.error({ event: 'signal-failed', signal, err: error }, 'forwarding the signal failed'));
-    } else if (SHUTDOWN_SIGNALS.includes(signal)) {
-      shutdown.abort(signal);
+    log.info({ event: 'signal', signal, pid: run?.pid }, `received ${signal}`);
+    if (run === undefined) {
+      if (SHUTDOWN_SIGNALS.includes(signal)) {
+        waiting.abort(signal);
+      }
+    } else if ((signal === 'SIGTERM' || signal === config.stopSignal) && run.stopReason === undefined) {
+      void run.stop(`received ${signal}`);
+    } else {
+      run.forward(signal);
     }
   });
 
   let context: PodContext | undefined;
   try {
     context = config.sharedDir === undefined ? undefined : await joinPod({ ...config, sharedDir: config.sharedDir }, log);
-    const early = context ? await waitForTurn(context, config, shutdown.signal, log) : undefined;
+    const early = context ? await waitForTurn(context, config, waiting.signal, log) : undefined;
     if (early !== undefined) {
       return early;
     }
 
-    const exit = await runCommand(command, args, config, context, log, (pid) => {
-      childPid = pid;
-    });
+    run = startCommand(command, args, commandEnv, config, context, log);
+    const exit = await finishCommand(run, config, context, log);
     await context?.writer.update('exited', { exitCode: exit.exitCode, rawExitCode: exit.rawExitCode, signal: exit.signal });
     return exit.exitCode;
   } catch (error) {
@@ -68,7 +75,8 @@ export async function supervise(config: SupervisorConfig, argv: readonly string[
 
 /**
  * Waits until this container may start its command. Returns an exit code when it must not start:
- * a sidecar whose apps already finished, a failed dependency, a timeout or a stop request.
+ * a sidecar whose apps already finished, or a stop request. A failed dependency or the startup
+ * timeout throws a SupervisorError naming the sidecars.
  */
 async function waitForTurn(context: PodContext, config: SupervisorConfig, shutdown: AbortSignal, log: Logger): Promise<number | undefined> {
   const { pod, self, store, writer } = context;
@@ -108,51 +116,51 @@ async function waitForTurn(context: PodContext, config: SupervisorConfig, shutdo
   }
 }
 
+/** Starts the command with the log copy, records it, and has a sidecar stop when the pod's apps are done. */
+function startCommand(command: string, args: readonly string[], env: NodeJS.ProcessEnv, config: SupervisorConfig, context: PodContext | undefined, log: Logger): CommandRun {
+  const copy = context && config.logCopy && config.sharedDir !== undefined ? openLogCopy(config, context, log) : undefined;
+  const run = new CommandRun(command, args, env, config, log, copy);
+  const pid = run.pid;
+  if (pid === undefined) {
+    return run;
+  }
+
+  log.info({ event: 'started', pid, command }, `started ${command}`);
+  if (context !== undefined) {
+    void context.writer.update(context.self.role === 'sidecar' ? 'ready' : 'running', { pid });
+  }
+  if (context?.self.role === 'sidecar') {
+    const stopWatch = new AbortController();
+    void run.exited.then(() => stopWatch.abort());
+    void context.store
+      .until((records) => (appsFinished(context.pod, records) ? true : undefined), stopWatch.signal)
+      .then(async () => {
+        log.info({ event: 'apps-finished' }, 'every app of the pod has finished; stopping the sidecar');
+        await context.writer.update('stopping');
+        await run.stop('apps-finished');
+      })
+      .catch(() => undefined);
+  }
+  return run;
+}
+
 interface CommandExit {
   exitCode: number;
   rawExitCode?: number;
   signal?: NodeJS.Signals;
 }
 
-/** Runs the command, copies its output, stops it when the pod's apps are done, and waits for its exit. */
-async function runCommand(
-  command: string,
-  args: readonly string[],
-  config: SupervisorConfig,
-  context: PodContext | undefined,
-  log: Logger,
-  onStarted: (pid: number) => void,
-): Promise<CommandExit> {
-  const copy = context && config.logCopy && config.sharedDir !== undefined ? openLogCopy(config.sharedDir, context, log) : undefined;
+/** Waits for the command's exit, ends its leftovers, flushes its output, and maps the exit code. */
+async function finishCommand(run: CommandRun, config: SupervisorConfig, context: PodContext | undefined, log: Logger): Promise<CommandExit> {
+  const exit: ChildExit = await run.exited;
 
-  const child = spawnChild(command, args, childEnvironment());
-  const exited: Promise<ChildExit> = waitForChild(child, command);
-  const relayed = Promise.all([relayOutput(child.stdout, 'stdout', process.stdout, copy), relayOutput(child.stderr, 'stderr', process.stderr, copy)]);
-
-  let stoppedOnRequest = false;
-  const stopWatch = new AbortController();
-  if (child.pid !== undefined) {
-    const pid = child.pid;
-    onStarted(pid);
-    log.info({ event: 'started', pid, command }, `started ${command}`);
-    await context?.writer.update(context.self.role === 'sidecar' ? 'ready' : 'running', { pid });
-
-    if (context?.self.role === 'sidecar') {
-      void context.store
-        .until((records) => (appsFinished(context.pod, records) ? true : undefined), stopWatch.signal)
-        .then(async () => {
-          stoppedOnRequest = true;
-          log.info({ event: 'apps-finished' }, 'every app of the pod has finished; stopping the sidecar');
-          await context.writer.update('stopping');
-          await stopTree(pid, config.stopSignal, config.stopTimeoutMs, exited, log);
-        })
-        .catch(() => undefined);
-    }
+  const reaper = findReaper();
+  if (reaper !== undefined && exit.spawnError === undefined) {
+    await settleLeftovers(reaper, { waitMs: config.leftoverWaitMs, stopSignal: config.stopSignal, stopTimeoutMs: config.stopTimeoutMs }, log);
   }
+  await run.drainOutput();
 
-  const exit = await exited;
-  stopWatch.abort();
-  await relayed;
+  const copy = run.copy;
   await copy?.close();
   if (copy !== undefined && copy.droppedRecords > 0) {
     log.warn({ event: 'log-copy-dropped', file: copy.file, droppedRecords: copy.droppedRecords }, `dropped ${copy.droppedRecords} log records of ${copy.file}`);
@@ -162,33 +170,35 @@ async function runCommand(
     log.error({ event: 'spawn-failed', exitCode: exit.exitCode }, exit.spawnError);
     return { exitCode: exit.exitCode };
   }
-  if (stoppedOnRequest) {
-    const how = exit.signal ? `terminated by signal ${signalNumber(exit.signal)} on request` : `exited with code ${exit.exitCode} on request`;
+  if (run.stopReason === 'apps-finished' && context?.self.role === 'sidecar') {
+    const how = exit.signal ? `terminated by signal ${signalExitCode(exit.signal) - 128} on request` : `exited with code ${exit.exitCode} on request`;
     log.info({ event: 'exited', rawExitCode: exit.exitCode, signal: exit.signal, exitCode: ExitCode.stoppedOnRequest }, `${config.name} ${how}; the container exits 0`);
     return { exitCode: ExitCode.stoppedOnRequest, rawExitCode: exit.exitCode, signal: exit.signal };
   }
-  log.info({ event: 'exited', exitCode: exit.exitCode, signal: exit.signal }, `${command} exited with code ${exit.exitCode}`);
+  log.info({ event: 'exited', exitCode: exit.exitCode, signal: exit.signal }, `${run.command} exited with code ${exit.exitCode}`);
   return { exitCode: exit.exitCode, signal: exit.signal };
 }
 
-function openLogCopy(sharedDir: string, context: PodContext, log: Logger): CriLogWriter {
-  const file = path.join(logDir(sharedDir), context.self.name, `${context.writer.record.generation}.log`);
+function openLogCopy(config: SupervisorConfig, context: PodContext, log: Logger): CriLogWriter {
+  const file = path.join(logDir(config.sharedDir!), context.self.name, `${context.writer.record.generation}.log`);
   return new CriLogWriter(file, {
     maxQueuedBytes: MAX_QUEUED_LOG_BYTES,
-    onDrop: (droppedRecords, reason) => log.warn({ event: 'log-copy-dropping', file, droppedRecords, reason }, `dropping log records for ${file}: ${reason}`),
+    maxFileBytes: config.logMaxBytes,
+    maxFiles: config.logMaxFiles,
+    onDrop: (reason) => log.warn({ event: 'log-copy-dropping', file }, `dropping log records for ${file}: ${reason}`),
   });
 }
 
-/** Returns the environment for the command: the container's own, with the app's NODE_OPTIONS restored. */
+/**
+ * Returns the environment for the command: the container's own, with the app's NODE_OPTIONS
+ * restored and tandem's internal variables removed.
+ */
 function childEnvironment(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   if (env.TANDEM_APP_NODE_OPTIONS !== undefined) {
     env.NODE_OPTIONS = env.TANDEM_APP_NODE_OPTIONS;
     delete env.TANDEM_APP_NODE_OPTIONS;
   }
+  delete env.TANDEM_REAPER_PID;
   return env;
-}
-
-function signalNumber(signal: NodeJS.Signals): number {
-  return signalExitCode(signal) - 128;
 }

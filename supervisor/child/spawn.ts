@@ -14,11 +14,11 @@ export interface ChildExit {
 }
 
 /**
- * Starts the command with its arguments as they are (no shell), with the environment and working
- * directory of the supervisor. Output is piped so the supervisor can copy it; stdin is inherited.
+ * Starts the command with its arguments as they are (no shell), in the supervisor's working
+ * directory and with the given environment. Output is piped so the supervisor can copy it.
  */
 export function spawnChild(command: string, args: readonly string[], env: NodeJS.ProcessEnv): Child {
-  return execa(command, args, {
+  const child = execa(command, args, {
     stdin: 'inherit',
     stdout: 'pipe',
     stderr: 'pipe',
@@ -32,24 +32,41 @@ export function spawnChild(command: string, args: readonly string[], env: NodeJS
     cleanup: false,
     forceKillAfterDelay: false,
   });
+  // execa's promise settles only when the output pipes close, which a background process can
+  // delay forever; the supervisor follows the process's own exit instead (see waitForExit).
+  void child.catch(() => undefined);
+  return child;
 }
 
-/** Waits for the command to end and maps the result to the exit code the supervisor returns. */
-export async function waitForChild(child: Child, command: string): Promise<ChildExit> {
-  const result = await child;
-  if (result.signal) {
-    return { exitCode: signalExitCode(result.signal), signal: result.signal };
-  }
-  if (result.exitCode !== undefined) {
-    return { exitCode: result.exitCode };
-  }
+/**
+ * Waits for the command's process to end and maps its status to the code the supervisor returns.
+ * It resolves at exit(2), even when a descendant still holds the output pipes open.
+ */
+export function waitForExit(child: Child, command: string): Promise<ChildExit> {
+  return new Promise((resolve) => {
+    child.once('exit', (code, signal) => {
+      if (signal !== null) {
+        resolve({ exitCode: signalExitCode(signal), signal });
+      } else {
+        resolve({ exitCode: code ?? ExitCode.internalError });
+      }
+    });
+    child.once('error', (error: NodeJS.ErrnoException) => {
+      if (child.pid !== undefined) {
+        return;
+      }
+      resolve(spawnFailure(command, error.code));
+    });
+  });
+}
 
-  // The command never ran: execa reports the errno of spawn(2)/execve(2).
-  if (result.code === 'ENOENT') {
-    return { exitCode: ExitCode.notFound, spawnError: `command not found: ${command} (check the path and PATH)` };
+/** Maps the errno of a failed spawn to 127 (not found) or 126 (cannot execute), with a message naming the path. */
+function spawnFailure(command: string, code: string | undefined): ChildExit {
+  if (code === 'ENOENT') {
+    return { exitCode: ExitCode.notFound, spawnError: `command not found: ${command} (check the path and PATH, and the interpreter named after #! in a script)` };
   }
   return {
     exitCode: ExitCode.cannotExecute,
-    spawnError: `cannot execute ${command}: ${result.code ?? result.shortMessage ?? 'unknown error'} (check that it is an executable file for this platform)`,
+    spawnError: `cannot execute ${command}: ${code ?? 'unknown error'} (check that it is an executable file for this platform)`,
   };
 }

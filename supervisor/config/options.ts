@@ -1,7 +1,7 @@
 import { Option } from 'commander';
 import type { Role } from '../protocol/pod.js';
 import type { LogLevel } from '../log-levels.js';
-import { parseBoolean, parseDurationMs, parseInteger, parseLogLevel, parseSignal } from './parse.js';
+import { parseBoolean, parseByteSize, parseDurationMs, parseInteger, parseLogLevel, parsePositiveInteger, parseSignal } from './parse.js';
 
 /** Settings of one supervisor, from flags or from the matching `TANDEM_*` variable (flags win). */
 export interface SupervisorConfig {
@@ -12,8 +12,12 @@ export interface SupervisorConfig {
   /** Shared volume of the pod; without it the supervisor runs the command with no coordination. */
   sharedDir?: string;
   logCopy: boolean;
+  logMaxBytes: number;
+  logMaxFiles: number;
   stopSignal: NodeJS.Signals;
   stopTimeoutMs: number;
+  /** Time that processes left running by an exited command get before they are stopped. */
+  leftoverWaitMs: number;
   startupTimeoutMs: number;
   logLevel: LogLevel;
 }
@@ -25,8 +29,11 @@ export interface SupervisorOptionValues {
   priority?: number;
   sharedDir?: string;
   logCopy: boolean;
+  logMaxSize: number;
+  logMaxFiles: number;
   stopSignal: NodeJS.Signals;
   stopTimeout: number;
+  leftoverWait: number;
   startupTimeout: number;
   logLevel: LogLevel;
 }
@@ -39,8 +46,11 @@ export function toSupervisorConfig(values: SupervisorOptionValues): SupervisorCo
     priority: values.priority,
     sharedDir: values.sharedDir,
     logCopy: values.logCopy,
+    logMaxBytes: values.logMaxSize,
+    logMaxFiles: values.logMaxFiles,
     stopSignal: values.stopSignal,
     stopTimeoutMs: values.stopTimeout,
+    leftoverWaitMs: values.leftoverWait,
     startupTimeoutMs: values.startupTimeout,
     logLevel: values.logLevel,
   };
@@ -59,11 +69,23 @@ export function supervisorOptions(): Option[] {
       .env('TANDEM_LOG_COPY')
       .argParser(parseBoolean)
       .default(true),
-    new Option('--stop-signal <signal>', 'signal that asks the command to stop').env('TANDEM_STOP_SIGNAL').argParser(parseSignal).default('SIGTERM'),
+    new Option('--log-max-size <bytes>', 'size at which the log copy is rotated to <restart>.log.1 (512Ki, 10Mi, or bytes)')
+      .env('TANDEM_LOG_MAX_SIZE')
+      .argParser(parseByteSize)
+      .default(10 * 1024 * 1024, '10Mi'),
+    new Option('--log-max-files <count>', 'log copy files kept per container run, the current one included')
+      .env('TANDEM_LOG_MAX_FILES')
+      .argParser(parsePositiveInteger)
+      .default(5),
+    new Option('--stop-signal <signal>', 'signal sent to the command’s process tree to stop it, also when the container gets SIGTERM').env('TANDEM_STOP_SIGNAL').argParser(parseSignal).default('SIGTERM'),
     new Option('--stop-timeout <duration>', 'time from the stop signal to SIGKILL (500ms, 5s, 2m; a bare number is seconds)')
       .env('TANDEM_STOP_TIMEOUT')
       .argParser(parseDurationMs)
       .default(10_000, '10s'),
+    new Option('--leftover-wait <duration>', 'time that processes left running by an exited command get before they are stopped')
+      .env('TANDEM_LEFTOVER_WAIT')
+      .argParser(parseDurationMs)
+      .default(1000, '1s'),
     new Option('--startup-timeout <duration>', 'how long an app waits for the sidecars it depends on to be ready')
       .env('TANDEM_STARTUP_TIMEOUT')
       .argParser(parseDurationMs)

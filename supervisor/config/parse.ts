@@ -21,6 +21,24 @@ export function parseDurationMs(value: string): number {
   return Math.round(amount * MS_PER_UNIT[unit]);
 }
 
+const BYTES_PER_UNIT = { '': 1, k: 1000, Ki: 1024, M: 1000 ** 2, Mi: 1024 ** 2, G: 1000 ** 3, Gi: 1024 ** 3 } as const;
+
+/** Parses a size in bytes with an optional Kubernetes quantity suffix: `512Ki`, `10Mi`, `1G`. */
+export function parseByteSize(value: string): number {
+  const match = /^(\d+)(k|Ki|M|Mi|G|Gi)?$/.exec(value.trim());
+  if (!match) {
+    throw new InvalidArgumentError('Expected a size in bytes such as 1048576, 512Ki or 10Mi.');
+  }
+  return Number(match[1]) * BYTES_PER_UNIT[(match[2] ?? '') as keyof typeof BYTES_PER_UNIT];
+}
+
+export function parsePositiveInteger(value: string): number {
+  if (!/^\d+$/.test(value.trim()) || Number(value) < 1) {
+    throw new InvalidArgumentError('Expected an integer of 1 or more.');
+  }
+  return Number(value);
+}
+
 export function parseInteger(value: string): number {
   if (!/^-?\d+$/.test(value.trim())) {
     throw new InvalidArgumentError('Expected an integer.');

@@ -1,7 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { makeSharedDir, superviseArgs, tandem, writePod } from '../support/tandem.js';
+import { cliPath, logEvents, makeSharedDir, superviseArgs, tandem, writePod } from '../support/tandem.js';
 
 const CRI_LINE = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z) (stdout|stderr) (F|P) (.*)$/;
 
@@ -48,3 +50,69 @@ describe('supervise log copy', () => {
     expect(readFileSync(path.join(shared, 'logs', 'web', '1.log'), 'utf8')).toContain('run two');
   });
 });
+
+describe('supervise log copy under load', () => {
+  it('100 MB pass through unchanged and copied', async () => {
+    const shared = makeSharedDir();
+    await writePod(shared, [{ name: 'web', role: 'app', priority: 0 }]);
+    const outputFile = path.join(shared, 'stdout.bin');
+    // 75 MB of random bytes as base64 in lines of 100 characters: about 101 MB of text.
+    const script = 'head -c 75000000 /dev/urandom | base64 -w 100 | tee "$0/expected.txt"';
+    // The supervisor writes into a pipe, as it does in a container, and cat saves what comes out.
+    const supervise = ['node', cliPath, ...superviseArgs(shared, 'web', 'app', ['sh', '-c', script, shared], ['--log-max-size', '1Gi'])];
+    const result = await execa('bash', ['-c', 'set -o pipefail; "$@" | cat > "$OUTPUT_FILE"', 'bash', ...supervise], { env: { OUTPUT_FILE: outputFile }, reject: false });
+    expect(result.stderr).not.toContain('"level":"error"');
+    expect(result.exitCode).toBe(0);
+
+    const expected = readFileSync(path.join(shared, 'expected.txt'));
+    expect(expected.length).toBeGreaterThan(100_000_000);
+    expect(sha256(readFileSync(outputFile))).toBe(sha256(expected));
+
+    const lines = readFileSync(path.join(shared, 'logs', 'web', '0.log'), 'utf8').split('\n');
+    lines.pop();
+    const expectedLines = expected.toString('utf8').split('\n');
+    expectedLines.pop();
+    expect(lines.length).toBe(expectedLines.length);
+    const mismatch = lines.findIndex((line, index) => !line.endsWith(` stdout F ${expectedLines[index]}`));
+    expect(mismatch).toBe(-1);
+  }, 120_000);
+
+  it('rotates at the size limit', async () => {
+    const shared = makeSharedDir();
+    await writePod(shared, [{ name: 'web', role: 'app', priority: 0 }]);
+    const script = 'i=0; while [ $i -lt 200 ]; do echo "line $i $(printf %080d 0)"; i=$((i+1)); done';
+    const result = await tandem(superviseArgs(shared, 'web', 'app', ['sh', '-c', script], ['--log-max-size', '4Ki', '--log-max-files', '3']));
+    expect(result.exitCode).toBe(0);
+
+    const files = readdirSync(path.join(shared, 'logs', 'web')).sort();
+    expect(files).toEqual(['0.log', '0.log.1', '0.log.2']);
+    for (const file of files) {
+      expect(statSync(path.join(shared, 'logs', 'web', file)).size).toBeLessThanOrEqual(4096);
+    }
+    expect(readFileSync(path.join(shared, 'logs', 'web', '0.log'), 'utf8')).toContain('line 199 ');
+  });
+
+  it('full log disk drops records, never the app', async () => {
+    const shared = makeSharedDir();
+    await writePod(shared, [{ name: 'web', role: 'app', priority: 0 }]);
+    // A 64 KiB tmpfs as the log directory fills after a few hundred records.
+    await execa('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tandem-full', path.join(shared, 'logs')]);
+    try {
+      const script = 'i=0; while [ $i -lt 5000 ]; do echo "record $i $(printf %080d 0)"; i=$((i+1)); done; echo done';
+      const result = await tandem(superviseArgs(shared, 'web', 'app', ['sh', '-c', script], ['--log-max-size', '1Mi']));
+
+      expect(result.exitCode).toBe(0);
+      expect(result.stdout.split('\n')).toHaveLength(5001);
+      expect(result.stdout.endsWith('done')).toBe(true);
+      const dropped = logEvents(result.stderr).find((event) => event.event === 'log-copy-dropped');
+      expect(dropped?.droppedRecords).toBeGreaterThan(0);
+      expect(logEvents(result.stderr).some((event) => event.event === 'log-copy-dropping' && String(event.msg).includes('ENOSPC'))).toBe(true);
+    } finally {
+      await execa('umount', [path.join(shared, 'logs')]);
+    }
+  });
+});
+
+function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}

@@ -1,5 +1,6 @@
+import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { tandem } from '../support/tandem.js';
+import { cliPath, logEvents, tandem } from '../support/tandem.js';
 
 const printArgv = 'process.stdout.write(JSON.stringify(process.argv.slice(1)))';
 
@@ -42,5 +43,16 @@ describe('supervise pass-through', () => {
     child.kill('SIGINT');
     const result = await child;
     expect(result.exitCode).toBe(8);
+  });
+});
+
+describe('supervise with a closed stdout', () => {
+  it('command keeps running after its reader leaves', async () => {
+    const supervise = ['node', cliPath, 'supervise', '--', 'sh', '-c', 'i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done; echo finished >&2'];
+    const result = await execa('bash', ['-c', 'set -o pipefail; "$@" | head -n 1', 'bash', ...supervise], { reject: false });
+
+    expect(result.stdout).toBe('line 0');
+    expect(result.stderr).toContain('finished');
+    expect(logEvents(result.stderr).some((event) => event.event === 'output-closed')).toBe(true);
   });
 });

@@ -1,4 +1,4 @@
-import { mkdtempSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +20,41 @@ export interface TandemOptions {
 /** Starts `tandem` as a real process with the given arguments; its output is text. */
 export function tandem(args: readonly string[], options: TandemOptions = {}) {
   return execa('node', [cliPath, ...args], { reject: false, stripFinalNewline: true, ...options });
+}
+
+/** The runtime that `tandem install` copies into pods: Node.js 24 behind the static launcher and tini. */
+export const runtimeTandemPath = path.join(repoRoot, 'build', 'runtime', 'bin', 'tandem');
+
+/** Starts the runtime's `tandem`, as a pod's container runs it. */
+export function runtimeTandem(args: readonly string[], options: TandemOptions = {}) {
+  return execa(runtimeTandemPath, args, { reject: false, stripFinalNewline: true, ...options });
+}
+
+/** Resolves once `text` appears on the process's stdout. */
+export function waitForOutput(child: { stdout: NodeJS.ReadableStream | null }, text: string): Promise<void> {
+  return new Promise((resolve) => {
+    let seen = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      seen += chunk.toString();
+      if (seen.includes(text)) {
+        resolve();
+      }
+    });
+  });
+}
+
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Reports whether a process exists and is not a zombie. */
+export function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
 }
 
 /** Creates an empty shared volume in a temporary directory, with the state and logs folders. */
