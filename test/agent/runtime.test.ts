@@ -1,18 +1,18 @@
-import { chmod, copyFile, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readlink, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findRepoRoot, RUNTIME_PATHS } from '../../agent/runtime/build.js';
+import { devRuntimeDir, findRepoRoot, RUNTIME_PATHS } from '../../agent/runtime/build.js';
 import { installRuntime } from '../../agent/runtime/install.js';
 import { VERSION } from '../../agent/version.js';
 import { buildImages, HTTP_ECHO_IMAGE } from '../../images/build.js';
 import { createLogger } from '../../supervisor/log.js';
 import { readPodSpec, type PodSpec } from '../../supervisor/protocol/pod.js';
 
-// These tests need root for chroot(8), and podman with runc. They read build/runtime, which
-// `npm test` assembles first.
+// These tests need root for chroot(8) and unshare(1), and podman with runc. They read
+// build/runtime, which `npm test` assembles first.
 
 const repoRoot = findRepoRoot(fileURLToPath(import.meta.url));
 const silent = createLogger('silent');
@@ -115,6 +115,77 @@ describe('runtime in a chroot without glibc or Node.js', () => {
     });
   });
 
+  /**
+   * Runs a command in the chroot in new mount and PID namespaces with /proc mounted, as a container
+   * runs it: the command is PID 1. The mount ends with the namespace, and /proc is removed again so
+   * that the chroot keeps only busybox and the runtime.
+   */
+  async function inContainer(command: string[], env: Record<string, string> = {}) {
+    const procDir = path.join(rootDir, 'proc');
+    await mkdir(procDir);
+    try {
+      const unshare = ['--mount', '--pid', '--fork', `--mount-proc=${procDir}`, '/usr/sbin/chroot', rootDir, ...command];
+      return await execa('/usr/bin/unshare', unshare, { env, extendEnv: false, reject: false });
+    } finally {
+      await rmdir(procDir);
+    }
+  }
+
+  it('runs ps with the options of tree-kill', async () => {
+    // busybox sh stays PID 1 because ps is not its last command, so ps is its only child.
+    const result = await inContainer(['/bin/busybox', 'sh', '-c', '/tandem/bin/ps -o pid --no-headers --ppid 1; echo "ps exited $?"']);
+    const lines = result.stdout.split('\n');
+
+    expect(result.stderr).toBe('');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^ *\d+$/);
+    expect(Number(lines[0])).toBeGreaterThan(1);
+    expect(lines[1]).toBe('ps exited 0');
+  });
+
+  it.each([
+    ['exit 3', 3],
+    ['kill -SEGV $$', 139],
+  ])('supervise under tini returns the exit of %j', async (script, exitCode) => {
+    const result = await inContainer(['/tandem/bin/tandem', 'supervise', '--', '/bin/busybox', 'sh', '-c', script]);
+    expect(result.exitCode).toBe(exitCode);
+  });
+
+  it('reports 128+N when signal N kills the supervisor', async () => {
+    // When tini exits as PID 1, the kernel kills the rest of the namespace, so the sleep ends with it.
+    const result = await inContainer(['/tandem/bin/tandem', 'supervise', '--', '/bin/busybox', 'sh', '-c', 'kill -KILL $PPID; /bin/busybox sleep 5']);
+    expect(result.exitCode).toBe(137);
+  });
+
+  /** Script that prints the supervisor's parent, the parent's executable and the command's TANDEM_REAPER_PID. */
+  const PRINT_SUPERVISOR_PARENT = [
+    'read -r pid name state parent rest < /proc/$PPID/stat',
+    'echo "parent=$parent"',
+    'echo "exe=$(/bin/busybox readlink /proc/$parent/exe)"',
+    'echo "reaper=${TANDEM_REAPER_PID-unset}"',
+  ].join('; ');
+
+  it('runs the supervisor under tini', async () => {
+    const result = await inContainer(['/tandem/bin/tandem', 'supervise', '--', '/bin/busybox', 'sh', '-c', PRINT_SUPERVISOR_PARENT]);
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout).toBe('parent=1\nexe=/tandem/libexec/tini\nreaper=unset');
+  });
+
+  it.each(['1', 'true', 'YES'])('runs the supervisor without tini when TANDEM_NO_REAPER=%s', async (value) => {
+    const result = await inContainer(['/tandem/bin/tandem', 'supervise', '--', '/bin/busybox', 'sh', '-c', PRINT_SUPERVISOR_PARENT], {
+      TANDEM_NO_REAPER: value,
+    });
+    expect(result.exitCode).toBe(0);
+    // Without tini the supervisor is PID 1 itself, so its parent is outside the namespace (PID 0).
+    expect(result.stdout).toBe('parent=0\nexe=\nreaper=unset');
+  });
+
+  it('rejects an invalid TANDEM_NO_REAPER', async () => {
+    const result = await tandemInChroot(['supervise', '--', '/bin/busybox', 'true'], { env: { TANDEM_NO_REAPER: 'maybe' } });
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain('tandem: TANDEM_NO_REAPER="maybe" is invalid: expected 1, true or yes');
+  });
+
   it('installs from the installed runtime', async () => {
     try {
       const result = await tandemInChroot(['install', '/copy', '--pod-json', JSON.stringify(POD_SPEC)]);
@@ -123,6 +194,102 @@ describe('runtime in a chroot without glibc or Node.js', () => {
     } finally {
       await rm(path.join(rootDir, 'copy'), { recursive: true, force: true });
     }
+  });
+});
+
+describe('supervise under tini on the host', () => {
+  const runtimeRoot = devRuntimeDir(repoRoot);
+  const launcher = path.join(runtimeRoot, RUNTIME_PATHS.launcher);
+
+  it.each([{}, { TINI_VERBOSITY: '3' }])('prints nothing from tini with %j', async (tiniEnv) => {
+    // Outside PID 1, tini without -s would print a warning that it cannot reap zombies. The app's
+    // TINI_VERBOSITY would make tini print debug messages if the launcher left it in place.
+    const result = await execa(launcher, ['supervise', '--log-level', 'silent', '--', 'echo', 'hello'], {
+      env: { PATH: '/usr/bin:/bin', ...tiniEnv },
+      extendEnv: false,
+      reject: false,
+    });
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout).toBe('hello');
+    expect(result.stderr).toBe('');
+  });
+
+  it('reaps orphaned grandchildren', async () => {
+    // Each subshell exits at once, so its sleep is re-parented to the nearest subreaper, tini. The
+    // script lists tini's children while the sleeps run and again after they have exited.
+    const script = [
+      'read -r pid name state tini rest < /proc/$PPID/stat',
+      '(sleep 0.3 &)',
+      '(sleep 0.3 &)',
+      'sleep 0.1',
+      'ps -o stat=,comm= --ppid $tini | sed "s/^/running: /"',
+      'sleep 1',
+      'ps -o stat=,comm= --ppid $tini | sed "s/^/ended: /"',
+    ].join('; ');
+    const result = await execa(launcher, ['supervise', '--log-level', 'silent', '--', 'sh', '-c', script], {
+      env: { PATH: '/usr/bin:/bin' },
+      extendEnv: false,
+      reject: false,
+    });
+    /** Children of tini that ps listed in one phase, with their state (Z for a zombie) and command name. */
+    const childrenIn = (phase: string) =>
+      result.stdout
+        .split('\n')
+        .filter((line) => line.startsWith(`${phase}: `))
+        .map((line) => line.slice(phase.length + 2).trim().split(/ +/))
+        .map(([state = '', name = '']) => ({ state, name }));
+    const running = childrenIn('running');
+    const ended = childrenIn('ended');
+
+    expect(result.exitCode).toBe(0);
+    expect(running.filter((child) => child.name === 'sleep' && !child.state.startsWith('Z'))).toHaveLength(2);
+    expect(ended.filter((child) => child.name === 'sleep')).toEqual([]);
+    expect(ended.filter((child) => child.state.startsWith('Z'))).toEqual([]);
+  });
+
+  it('ignores TINI_KILL_PROCESS_GROUP of the app', async () => {
+    // The variable makes tini act as with -g, which would also send SIGTERM straight to the command.
+    // The command records each signal it gets, and the supervisor stops it with SIGUSR1.
+    const script = 'trap "echo TERM" TERM; trap "echo USR1; exit 0" USR1; echo ready; while :; do sleep 0.05; done';
+    const child = execa(launcher, ['supervise', '--log-level', 'silent', '--stop-signal', 'SIGUSR1', '--', 'sh', '-c', script], {
+      env: { PATH: '/usr/bin:/bin', TINI_KILL_PROCESS_GROUP: '1' },
+      extendEnv: false,
+      reject: false,
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        if (chunk.toString().includes('ready')) {
+          resolve();
+        }
+      });
+      child.then((result) => reject(new Error(`tandem supervise exited with ${result.exitCode} before the command was ready: ${result.stderr}`)), reject);
+    });
+
+    // The launcher replaced itself with tini, so the child's PID is tini's.
+    const exe = await readlink(`/proc/${child.pid}/exe`);
+    process.kill(child.pid!, 'SIGTERM');
+    const result = await child;
+
+    expect(exe).toBe(path.join(runtimeRoot, RUNTIME_PATHS.tini));
+    expect(result.stdout).toBe('ready\nUSR1');
+    expect(result.exitCode).toBe(0);
+  });
+
+  it('passes TANDEM_REAPER_PID to the supervisor', async () => {
+    // The supervisor removes TANDEM_REAPER_PID from the command's environment, so the script reads the supervisor's from /proc.
+    const script = 'tr "\\0" "\\n" < /proc/$PPID/environ | grep "^TANDEM_REAPER_PID="; read -r pid name state parent rest < /proc/$PPID/stat; echo "parent=$parent"';
+    const child = execa(launcher, ['supervise', '--log-level', 'silent', '--', 'sh', '-c', script], {
+      env: { PATH: '/usr/bin:/bin', TANDEM_REAPER_PID: '1' },
+      extendEnv: false,
+      reject: false,
+    });
+    const result = await child;
+    const [reaper, parent] = result.stdout.split('\n');
+
+    // The launcher and tini have the same PID, because the launcher replaced itself with tini.
+    expect(result.exitCode).toBe(0);
+    expect(reaper).toBe(`TANDEM_REAPER_PID=${child.pid}`);
+    expect(parent).toBe(`parent=${child.pid}`);
   });
 });
 
@@ -158,6 +325,16 @@ describe('installRuntime', () => {
       const file = path.join(entry.parentPath, entry.name);
       const mode = (await stat(file)).mode;
       expect({ file, readable: (mode & 0o444) === 0o444 }).toEqual({ file, readable: true });
+    }
+  });
+
+  it('makes the programs executable by all', async () => {
+    const target = path.join(workDir, 'executables');
+    await installRuntime(target, { logger: silent });
+
+    for (const program of [RUNTIME_PATHS.launcher, RUNTIME_PATHS.psLauncher, RUNTIME_PATHS.node, RUNTIME_PATHS.ps, RUNTIME_PATHS.tini, RUNTIME_PATHS.loader]) {
+      const mode = (await stat(path.join(target, program))).mode & 0o777;
+      expect({ program, mode: mode.toString(8) }).toEqual({ program, mode: '755' });
     }
   });
 
