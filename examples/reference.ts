@@ -38,11 +38,13 @@ export interface ReferenceOptions {
   repoRoot: string;
   workDir: string;
   print: (line: string) => void;
+  /** Prefix of the pod names, so that runs in parallel (the tests and the example) do not collide. */
+  podPrefix?: string;
 }
 
 export async function runDeployment(options: ReferenceOptions, podman: Podman): Promise<DeploymentReport> {
   const { print } = options;
-  const podName = 'echo-server';
+  const podName = `${options.podPrefix ?? ''}echo-server`;
   const injected = await inject(options, 'echo-server.yaml');
   await playInjected(options, podman, injected, podName);
 
@@ -74,7 +76,7 @@ export async function runDeployment(options: ReferenceOptions, podman: Podman): 
 
 export async function runJob(options: ReferenceOptions, podman: Podman, exitCode: number): Promise<JobReport> {
   const { print } = options;
-  const podName = `echo-job-exit-${exitCode}`;
+  const podName = `${options.podPrefix ?? ''}echo-job-exit-${exitCode}`;
   const injected = await inject(options, 'echo-job.yaml', (job) => {
     job.spec.template.spec.containers[0].env[0].value = String(exitCode);
   });

@@ -10,7 +10,7 @@ import { repoRoot } from '../support/tandem.js';
 const CRI_LISTENING_LINE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z stderr F \d{4}\/\d{2}\/\d{2} \d{2}:\d{2}:\d{2} Server is listening on :8080$/m;
 
 describe('reference example in a podman pod', () => {
-  const options: ReferenceOptions = { repoRoot, workDir: mkdtempSync(path.join(tmpdir(), 'tandem-e2e-')), print: () => undefined };
+  const options: ReferenceOptions = { repoRoot, workDir: mkdtempSync(path.join(tmpdir(), 'tandem-e2e-')), print: () => undefined, podPrefix: 'e2e-' };
   let podman: Podman;
 
   beforeAll(async () => {
