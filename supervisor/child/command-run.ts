@@ -22,6 +22,10 @@ export class CommandRun {
   readonly exited: Promise<ChildExit>;
   /** Set once a stop sequence has started, with its reason. */
   stopReason: string | undefined;
+  /** Set once a sidecar's readiness check has passed for this run. */
+  becameReady = false;
+  /** Set once the process has exited; its PID may then belong to another process. */
+  hasExited = false;
   private stopping: Promise<void> | undefined;
   private readonly relayed: Promise<unknown>;
 
@@ -35,6 +39,9 @@ export class CommandRun {
   ) {
     this.child = spawnChild(command, args, env);
     this.exited = waitForExit(this.child, command);
+    void this.exited.then(() => {
+      this.hasExited = true;
+    });
     this.relayed = Promise.all([relayOutput(this.child.stdout, 'stdout', process.stdout, copy), relayOutput(this.child.stderr, 'stderr', process.stderr, copy)]);
   }
 
@@ -42,18 +49,21 @@ export class CommandRun {
     return this.child.pid;
   }
 
-  /** Starts the stop sequence (stop signal, then SIGKILL at the stop timeout) unless one is running. */
-  stop(reason: string): Promise<void> {
-    if (this.stopping === undefined && this.pid !== undefined) {
+  /**
+   * Starts the stop sequence (stop signal, then SIGKILL after `timeoutMs`, the stop timeout by
+   * default) unless one is running, and resolves when the command has exited.
+   */
+  stop(reason: string, timeoutMs = this.settings.stopTimeoutMs): Promise<void> {
+    if (this.stopping === undefined && this.pid !== undefined && !this.hasExited) {
       this.stopReason = reason;
-      this.stopping = stopTree(this.pid, this.settings.stopSignal, this.settings.stopTimeoutMs, this.exited, this.log);
+      this.stopping = stopTree(this.pid, this.settings.stopSignal, Math.max(0, timeoutMs), this.exited, this.log);
     }
     return this.stopping ?? Promise.resolve();
   }
 
   /** Passes a signal to the whole process tree as it is. */
   forward(signal: NodeJS.Signals): void {
-    if (this.pid === undefined) {
+    if (this.pid === undefined || this.hasExited) {
       return;
     }
     signalTree(this.pid, signal).catch((error: unknown) => this.log.error({ event: 'signal-failed', signal, err: error }, `forwarding ${signal} failed`));

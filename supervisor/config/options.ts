@@ -2,7 +2,7 @@ import { InvalidArgumentError, Option } from 'commander';
 import type { Role } from '../protocol/pod.js';
 import type { LogLevel } from '../log-levels.js';
 import { parseReadiness, READINESS_FORMS, type Readiness } from '../lifecycle/readiness-spec.js';
-import { parseBoolean, parseByteSize, parseDurationMs, parseInteger, parseLogLevel, parsePositiveInteger, parseSignal } from './parse.js';
+import { parseBoolean, parseByteSize, parseCommand, parseDurationMs, parseInteger, parseLogLevel, parsePositiveInteger, parseSignal } from './parse.js';
 
 /** Settings of one supervisor, from flags or from the matching `TANDEM_*` variable (flags win). */
 export interface SupervisorConfig {
@@ -21,6 +21,10 @@ export interface SupervisorConfig {
   stopTimeoutMs: number;
   /** Time that processes left running by an exited command get before they are stopped. */
   leftoverWaitMs: number;
+  /** Time a sidecar keeps running after the containers it outlives have exited, to flush. */
+  stopDelayMs: number;
+  /** Command run before the stop signal when tandem itself stops the container (kubelet runs preStop hooks on deletion). */
+  preStop?: string[];
   startupTimeoutMs: number;
   logLevel: LogLevel;
 }
@@ -46,6 +50,8 @@ export interface SupervisorOptionValues {
   stopSignal: NodeJS.Signals;
   stopTimeout: number;
   leftoverWait: number;
+  stopDelay: number;
+  preStop?: string[];
   startupTimeout: number;
   logLevel: LogLevel;
 }
@@ -64,6 +70,8 @@ export function toSupervisorConfig(values: SupervisorOptionValues): SupervisorCo
     stopSignal: values.stopSignal,
     stopTimeoutMs: values.stopTimeout,
     leftoverWaitMs: values.leftoverWait,
+    stopDelayMs: values.stopDelay,
+    preStop: values.preStop,
     startupTimeoutMs: values.startupTimeout,
     logLevel: values.logLevel,
   };
@@ -102,6 +110,13 @@ export function supervisorOptions(): Option[] {
       .env('TANDEM_LEFTOVER_WAIT')
       .argParser(parseDurationMs)
       .default(1000, '1s'),
+    new Option('--stop-delay <duration>', 'time a sidecar keeps running after the apps it serves have exited, for example to flush logs')
+      .env('TANDEM_STOP_DELAY')
+      .argParser(parseDurationMs)
+      .default(0, '0s'),
+    new Option('--pre-stop <command>', 'command run before the stop signal when tandem stops the container at the end of a Job: a JSON array, or words split on spaces')
+      .env('TANDEM_PRE_STOP')
+      .argParser(parseCommand),
     new Option('--startup-timeout <duration>', 'how long an app waits for the sidecars it depends on to be ready')
       .env('TANDEM_STARTUP_TIMEOUT')
       .argParser(parseDurationMs)

@@ -80,3 +80,25 @@ export function parseBoolean(value: string): boolean {
   }
   throw new InvalidArgumentError('Expected true or false.');
 }
+
+/** Parses a command given as a JSON array of strings (as in a Kubernetes exec hook) or as words split on spaces. */
+export function parseCommand(value: string): string[] {
+  const trimmed = value.trim();
+  if (trimmed.startsWith('[')) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(trimmed);
+    } catch {
+      throw new InvalidArgumentError('Expected a JSON array of strings such as ["sh", "-c", "echo done"].');
+    }
+    if (!Array.isArray(parsed) || parsed.length === 0 || !parsed.every((word) => typeof word === 'string')) {
+      throw new InvalidArgumentError('Expected a non-empty JSON array of strings such as ["sh", "-c", "echo done"].');
+    }
+    return parsed as string[];
+  }
+  const words = trimmed.split(/\s+/).filter(Boolean);
+  if (words.length === 0) {
+    throw new InvalidArgumentError('Expected a command.');
+  }
+  return words;
+}

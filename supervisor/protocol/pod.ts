@@ -11,8 +11,10 @@ export type RestartPolicy = 'Always' | 'OnFailure' | 'Never';
 export interface PodContainer {
   name: string;
   role: Role;
-  /** Launch priority: higher starts first and stops last. */
+  /** Launch priority: higher starts first. */
   priority: number;
+  /** Exit priority: higher stops first; the default is the negated launch priority (reverse launch order). */
+  exitPriority?: number;
   /** Readiness check of a sidecar, such as `started` or `tcp:8080`. */
   readiness?: string;
 }
@@ -69,6 +71,9 @@ export function parsePodSpec(text: string, source: string): PodSpec {
     }
     if (!Number.isInteger(container.priority)) {
       throw new Error(`Invalid pod spec in ${source}: container ${container.name} has priority ${JSON.stringify(container.priority)}, expected an integer.`);
+    }
+    if (container.exitPriority !== undefined && !Number.isInteger(container.exitPriority)) {
+      throw new Error(`Invalid pod spec in ${source}: container ${container.name} has exitPriority ${JSON.stringify(container.exitPriority)}, expected an integer.`);
     }
   }
   return spec as PodSpec;

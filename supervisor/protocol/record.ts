@@ -25,6 +25,8 @@ export interface ContainerRecord {
   exitCode?: number;
   /** Code the command itself returned, kept when the supervisor reports another one. */
   rawExitCode?: number;
+  /** In-place restarts of a sidecar's command in this run of the container. */
+  restarts?: number;
   signal?: string;
   /** Why the container is in this phase, for example the sidecar a wait failed on. */
   reason?: string;
