@@ -13,7 +13,14 @@ export function addSupervisorCommands(program: Command): void {
     .passThroughOptions()
     .action(async (argv: string[], options: SupervisorOptionValues) => {
       const [{ supervise: run }, { flushStdio }] = await Promise.all([import('./run.js'), import('./child/output.js')]);
-      const exitCode = await run(toSupervisorConfig(options), argv);
+      let config;
+      try {
+        config = toSupervisorConfig(options);
+      } catch (error) {
+        process.stderr.write(`tandem supervise: ${(error as Error).message}\n`);
+        process.exit(2);
+      }
+      const exitCode = await run(config, argv);
       await flushStdio();
       process.exit(exitCode);
     });

@@ -1,15 +1,19 @@
 import { InvalidArgumentError, Option } from 'commander';
 import type { Role } from '../protocol/pod.js';
 import type { LogLevel } from '../log-levels.js';
+import { readMarkers } from './markers.js';
 import { parseReadiness, READINESS_FORMS, type Readiness } from '../lifecycle/readiness-spec.js';
 import { parseBoolean, parseByteSize, parseCommand, parseDurationMs, parseInteger, parseLogLevel, parsePositiveInteger, parseSignal } from './parse.js';
 
 /** Settings of one supervisor, from flags or from the matching `TANDEM_*` variable (flags win). */
 export interface SupervisorConfig {
   name: string;
-  role: Role;
-  /** Launch priority; undefined means the pod spec's value, or 1 for sidecars and 0 for apps. */
+  /** Role; undefined means the platform markers' or the pod spec's, or app. */
+  role?: Role;
+  /** Launch priority; undefined means the platform markers' or the pod spec's value. */
   priority?: number;
+  /** Exit priority from the platform markers; undefined means the pod spec's value. */
+  exitPriority?: number;
   /** Shared volume of the pod; without it the supervisor runs the command with no coordination. */
   sharedDir?: string;
   /** Readiness check of a sidecar; undefined means the pod spec's, or `started`. */
@@ -40,7 +44,7 @@ function parseReadinessOption(value: string): Readiness {
 /** Values as commander parses them from the options below. */
 export interface SupervisorOptionValues {
   name: string;
-  role: Role;
+  role?: Role;
   priority?: number;
   sharedDir?: string;
   readiness?: Readiness;
@@ -56,12 +60,17 @@ export interface SupervisorOptionValues {
   logLevel: LogLevel;
 }
 
-/** Converts parsed option values into the supervisor's configuration, with units in the names. */
-export function toSupervisorConfig(values: SupervisorOptionValues): SupervisorConfig {
+/**
+ * Converts parsed option values into the supervisor's configuration, with units in the names.
+ * Role and priorities not set by a flag or `TANDEM_*` variable come from the platform markers.
+ */
+export function toSupervisorConfig(values: SupervisorOptionValues, env: NodeJS.ProcessEnv = process.env): SupervisorConfig {
+  const markers = readMarkers(env);
   return {
     name: values.name,
-    role: values.role,
-    priority: values.priority,
+    role: values.role ?? markers.role,
+    priority: values.priority ?? markers.priority,
+    exitPriority: markers.exitPriority,
     sharedDir: values.sharedDir,
     readiness: values.readiness,
     logCopy: values.logCopy,
@@ -81,8 +90,10 @@ export function toSupervisorConfig(values: SupervisorOptionValues): SupervisorCo
 export function supervisorOptions(): Option[] {
   return [
     new Option('--name <name>', 'container name, used for records and the log file').env('TANDEM_NAME').default('main'),
-    new Option('--role <role>', 'role of this container in the pod').choices(['app', 'sidecar']).env('TANDEM_ROLE').default('app'),
-    new Option('--priority <integer>', 'launch priority: higher starts first and stops last (default: 1 for sidecars, 0 for apps)')
+    new Option('--role <role>', 'role of this container in the pod (default: from ECI_SIDECAR_CONTAINER and similar markers, the pod spec, or app)')
+      .choices(['app', 'sidecar'])
+      .env('TANDEM_ROLE'),
+    new Option('--priority <integer>', 'launch priority: higher starts first (default: from KRUISE_CONTAINER_PRIORITY or ECI_CONTAINER_LAUNCH_PRIORITY, or the pod spec)')
       .env('TANDEM_PRIORITY')
       .argParser(parseInteger),
     new Option('--shared-dir <dir>', 'shared volume of the pod; unset runs the command alone').env('TANDEM_SHARED_DIR'),

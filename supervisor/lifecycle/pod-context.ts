@@ -45,8 +45,9 @@ export async function joinPod(config: SupervisorConfig & { sharedDir: string }, 
   }
   const self: PodContainer = {
     ...entry,
-    role: config.role,
+    role: config.role ?? entry.role,
     priority: config.priority ?? entry.priority,
+    exitPriority: config.exitPriority ?? entry.exitPriority,
   };
   let readiness: Readiness;
   try {
@@ -77,5 +78,7 @@ export async function joinPod(config: SupervisorConfig & { sharedDir: string }, 
       ExitCode.internalError,
     );
   }
+  // Every decision below reads the pod spec, so it carries this container's effective settings too.
+  pod = { ...pod, containers: pod.containers.map((container) => (container.name === self.name ? self : container)) };
   return { pod, self, readiness, store, writer };
 }

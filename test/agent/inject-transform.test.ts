@@ -179,6 +179,32 @@ describe('roles', () => {
   });
 });
 
+describe('roles from platform markers', () => {
+  it.each([
+    ['KRUISE_TERMINATE_SIDECAR_WHEN_JOB_EXIT', 'true'],
+    ['IS_INJECTED', 'true'],
+  ])('%s=%s makes a sidecar', (name, value) => {
+    const [entry] = describeContainers([{ name: 'log', env: [{ name, value }] }], {}, OWNER);
+    expect(entry?.role).toBe('sidecar');
+    expect(entry?.priority).toBe(1);
+  });
+
+  it('reads ECI_CONTAINER_EXIT_PRIORITY', () => {
+    const [entry] = describeContainers([{ name: 'log', env: [{ name: 'ECI_CONTAINER_EXIT_PRIORITY', value: '-5' }] }], {}, OWNER);
+    expect(entry?.exitPriority).toBe(-5);
+  });
+
+  it('leaves exit priority unset by default', () => {
+    const [entry] = describeContainers([{ name: 'web' }], {}, OWNER);
+    expect(entry).not.toHaveProperty('exitPriority');
+  });
+
+  it('rejects an invalid readiness annotation', () => {
+    const containers = [{ name: 'proxy', env: [{ name: 'ECI_SIDECAR_CONTAINER', value: 'true' }] }];
+    expect(() => describeContainers(containers, { 'readiness.tandem.dev/proxy': 'tcp:http' }, OWNER)).toThrow(/Invalid readiness check "tcp:http"/);
+  });
+});
+
 describe('injectTandem', () => {
   const filebeat: Container = {
     name: 'filebeat',

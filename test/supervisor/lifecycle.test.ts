@@ -133,3 +133,26 @@ describe('pod lifecycle over the shared directory', () => {
     expect(json.rows.map((row: { name: string }) => row.name)).toEqual(['proxy', 'worker']);
   });
 });
+
+describe('platform markers in the environment', () => {
+  it('ECI_SIDECAR_CONTAINER makes a sidecar', async () => {
+    const shared = makeSharedDir();
+    await writePod(shared, [{ name: 'proxy', role: 'app', priority: 0 }, { name: 'worker', role: 'app', priority: 0 }], 'Never');
+    const sidecar = tandem(['supervise', '--shared-dir', shared, '--name', 'proxy', '--', 'sleep', '1000'], {
+      env: { ECI_SIDECAR_CONTAINER: 'true', ECI_CONTAINER_LAUNCH_PRIORITY: '5', ECI_CONTAINER_EXIT_PRIORITY: '-5' },
+    });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await tandem(superviseArgs(shared, 'worker', 'app', ['true']));
+    const result = await sidecar;
+
+    expect(result.exitCode).toBe(0);
+    expect(readRecordOf(shared, 'proxy').role).toBe('sidecar');
+    expect(readRecordOf(shared, 'proxy').priority).toBe(5);
+  });
+
+  it('invalid priority marker is rejected', async () => {
+    const result = await tandem(['supervise', '--', 'true'], { env: { KRUISE_CONTAINER_PRIORITY: 'high' } });
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain('Invalid KRUISE_CONTAINER_PRIORITY "high"');
+  });
+});
