@@ -9,6 +9,9 @@ export interface StatusRow {
   role: string;
   priority: number;
   phase: string;
+  /** Whether a sidecar is ready now; undefined for apps. */
+  ready?: boolean;
+  /** Container restarts plus in-place restarts of a sidecar's command. */
   restarts: number;
   exitCode?: number;
   rawExitCode?: number;
@@ -36,7 +39,8 @@ export async function readStatus(sharedDir: string): Promise<{ pod?: PodSpec; ro
       role: record?.role ?? entry?.role ?? '?',
       priority: record?.priority ?? entry?.priority ?? 0,
       phase: record?.phase ?? 'pending',
-      restarts: record?.generation ?? 0,
+      ready: (record?.role ?? entry?.role) === 'sidecar' ? record?.phase === 'ready' : undefined,
+      restarts: (record?.generation ?? 0) + (record?.restarts ?? 0),
       exitCode: record?.exitCode,
       rawExitCode: record?.rawExitCode,
       reason: record?.reason,
@@ -49,12 +53,13 @@ export async function readStatus(sharedDir: string): Promise<{ pod?: PodSpec; ro
 
 /** Formats the rows as an aligned table, like `kubectl get`. */
 export function formatStatusTable(rows: readonly StatusRow[]): string {
-  const header = ['NAME', 'ROLE', 'PRIORITY', 'PHASE', 'RESTARTS', 'EXIT', 'STARTED', 'EXITED', 'REASON'];
+  const header = ['NAME', 'ROLE', 'PRIORITY', 'PHASE', 'READY', 'RESTARTS', 'EXIT', 'STARTED', 'EXITED', 'REASON'];
   const lines = rows.map((row) => [
     row.name,
     row.role,
     String(row.priority),
     row.phase,
+    row.ready === undefined ? '-' : String(row.ready),
     String(row.restarts),
     row.exitCode === undefined ? '-' : row.rawExitCode !== undefined && row.rawExitCode !== row.exitCode ? `${row.exitCode} (raw ${row.rawExitCode})` : String(row.exitCode),
     row.times.running ?? row.times.ready ?? '-',

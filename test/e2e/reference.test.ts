@@ -25,7 +25,7 @@ describe('reference example in a podman pod', () => {
     expect(report.filebeatConfig).toBe(configMap.data['filebeat.yml']);
     expect(report.echoServerLog).toMatch(CRI_LISTENING_LINE);
     expect(report.httpResponse).toContain('hello world');
-    expect(report.status).toMatch(/filebeat\s+sidecar\s+1\s+ready/);
+    expect(report.status).toMatch(/filebeat\s+sidecar\s+1\s+ready\s+true/);
     expect(report.status).toMatch(/echo-server\s+app\s+0\s+running/);
   }, 180_000);
 

@@ -125,9 +125,9 @@ describe('pod lifecycle over the shared directory', () => {
     await sidecar;
 
     const table = await tandem(['status', '--shared-dir', shared]);
-    expect(table.stdout).toMatch(/^NAME\s+ROLE\s+PRIORITY\s+PHASE/);
-    expect(table.stdout).toMatch(/proxy\s+sidecar\s+1\s+exited\s+0\s+0 \(raw 143\)/);
-    expect(table.stdout).toMatch(/worker\s+app\s+0\s+exited\s+0\s+3/);
+    expect(table.stdout).toMatch(/^NAME\s+ROLE\s+PRIORITY\s+PHASE\s+READY\s+RESTARTS\s+EXIT/);
+    expect(table.stdout).toMatch(/proxy\s+sidecar\s+1\s+exited\s+false\s+0\s+0 \(raw 143\)/);
+    expect(table.stdout).toMatch(/worker\s+app\s+0\s+exited\s+-\s+0\s+3/);
 
     const json = JSON.parse((await tandem(['status', '--shared-dir', shared, '--output', 'json'])).stdout);
     expect(json.rows.map((row: { name: string }) => row.name)).toEqual(['proxy', 'worker']);
