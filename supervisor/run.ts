@@ -97,6 +97,8 @@ export async function supervise(config: SupervisorConfig, argv: readonly string[
   } finally {
     removeHandlers();
     await context?.store.close();
+    // The listener closes only after the last record is written: peers read its end as this container's death.
+    context?.liveness.close();
   }
 }
 

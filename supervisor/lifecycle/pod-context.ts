@@ -1,5 +1,6 @@
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
+import { LivenessListener, livenessSocketFile, SocketPathTooLongError } from '../protocol/liveness.js';
 import { readPodSpec, type PodContainer, type PodSpec } from '../protocol/pod.js';
 import { RecordWriter } from '../protocol/record.js';
 import { RecordStore } from '../protocol/store.js';
@@ -14,6 +15,11 @@ export interface PodContext {
   readiness: Readiness;
   store: RecordStore;
   writer: RecordWriter;
+  /**
+   * Socket that the peers stay connected to, so that they notice when this supervisor is gone. Close
+   * it only after the last record is written, or the peers may count this container as killed (137).
+   */
+  liveness: LivenessListener;
 }
 
 /** A failure that ends the supervisor with a documented exit code and a message for the user. */
@@ -27,8 +33,9 @@ export class SupervisorError extends Error {
 }
 
 /**
- * Reads the pod spec, starts watching the records, and writes this container's first record of
- * this run. The generation is one more than in the record a previous run of this container left.
+ * Reads the pod spec, listens on this container's liveness socket, starts watching the records, and
+ * writes this container's first record of this run. The generation is one more than in the record a
+ * previous run of this container left.
  */
 export async function joinPod(config: SupervisorConfig & { sharedDir: string }, log: Logger): Promise<PodContext> {
   let pod: PodSpec;
@@ -56,7 +63,16 @@ export async function joinPod(config: SupervisorConfig & { sharedDir: string }, 
     throw new SupervisorError(`${(error as Error).message} (readiness of ${entry.name} in the pod spec)`, ExitCode.invalidConfig);
   }
 
-  const store = await RecordStore.open(config.sharedDir, log);
+  // Listening starts before the first record is written, so a record in a live phase always has a listener.
+  let liveness: LivenessListener;
+  try {
+    liveness = await LivenessListener.listen(livenessSocketFile(config.sharedDir, self.name), log);
+  } catch (error) {
+    const exitCode = error instanceof SocketPathTooLongError ? ExitCode.invalidConfig : ExitCode.internalError;
+    throw new SupervisorError((error as Error).message, exitCode);
+  }
+
+  const store = await RecordStore.open(config.sharedDir, log, { self: self.name });
   const previous = store.records.get(self.name);
   const writer = new RecordWriter(config.sharedDir, {
     version: 1,
@@ -73,6 +89,7 @@ export async function joinPod(config: SupervisorConfig & { sharedDir: string }, 
     await writer.update('waiting');
   } catch (error) {
     await store.close();
+    await liveness.close();
     throw new SupervisorError(
       `Cannot write the record of ${self.name} to the shared volume ${config.sharedDir}: ${(error as Error).message}. The volume must be writable by this container's user.`,
       ExitCode.internalError,
@@ -80,5 +97,5 @@ export async function joinPod(config: SupervisorConfig & { sharedDir: string }, 
   }
   // Every decision below reads the pod spec, so it carries this container's effective settings too.
   pod = { ...pod, containers: pod.containers.map((container) => (container.name === self.name ? self : container)) };
-  return { pod, self, readiness, store, writer };
+  return { pod, self, readiness, store, writer, liveness };
 }

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import type { ContainerRecord } from '../../supervisor/protocol/record.js';
-import { logEvents, makeSharedDir, superviseArgs, tandem, writePod } from '../support/tandem.js';
+import { cliPath, logEvents, makeSharedDir, superviseArgs, tandem, writePod } from '../support/tandem.js';
 
 function readRecordOf(shared: string, name: string): ContainerRecord {
   return JSON.parse(readFileSync(path.join(shared, 'state', `${name}.json`), 'utf8')) as ContainerRecord;
@@ -154,5 +155,26 @@ describe('platform markers in the environment', () => {
     const result = await tandem(['supervise', '--', 'true'], { env: { KRUISE_CONTAINER_PRIORITY: 'high' } });
     expect(result.exitCode).toBe(2);
     expect(result.stderr).toContain('Invalid KRUISE_CONTAINER_PRIORITY "high"');
+  });
+});
+
+describe('watching without inotify', () => {
+  /** Runs tandem in a user namespace whose inotify instance limit is 0, so every watch fails with EMFILE. */
+  function tandemWithoutInotify(args: string[]) {
+    const script = 'echo 0 > /proc/sys/user/max_inotify_instances && exec node "$@"';
+    return execa('unshare', ['--user', '--map-root-user', 'sh', '-c', script, 'sh', cliPath, ...args], { reject: false });
+  }
+
+  it('polling fallback still completes the Job', async () => {
+    const shared = makeSharedDir();
+    await writePod(shared, pod, 'Never');
+    const sidecar = tandemWithoutInotify(superviseArgs(shared, 'proxy', 'sidecar', ['sleep', '1000']));
+    const app = await tandemWithoutInotify(superviseArgs(shared, 'worker', 'app', ['sh', '-c', 'exit 3']));
+    const sidecarResult = await sidecar;
+
+    expect(app.exitCode).toBe(3);
+    expect(sidecarResult.exitCode).toBe(0);
+    const warning = logEvents(String(sidecarResult.stderr)).find((event) => event.event === 'watch-polling');
+    expect(warning?.msg).toContain('EMFILE');
   });
 });
