@@ -13,7 +13,7 @@ export function createProgram(): Command {
   const program = new Command('tandem')
     .description('Sidecar lifecycle agent for Kubernetes pods.')
     .version(VERSION)
-    .showHelpAfterError()
+    .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
 
   addSupervisorCommands(program);

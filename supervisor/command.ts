@@ -35,7 +35,13 @@ export function addSupervisorCommands(program: Command): void {
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (options: { sharedDir: string; output: 'table' | 'json' }) => {
       const { readStatus, formatStatusTable } = await import('./status.js');
-      const status = await readStatus(options.sharedDir);
+      let status;
+      try {
+        status = await readStatus(options.sharedDir);
+      } catch (error) {
+        process.stderr.write(`tandem status: ${(error as Error).message}\n`);
+        process.exit(1);
+      }
       process.stdout.write(options.output === 'json' ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatusTable(status.rows)}\n`);
     });
 }

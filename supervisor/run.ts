@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { SupervisorConfig } from './config/options.js';
 import { CommandRun } from './child/command-run.js';
 import { tolerateClosedStdio } from './child/output.js';
+import { execFormatError } from './child/exec-format.js';
 import { settleLeftovers } from './child/leftovers.js';
 import { findReaper, preferRuntimeTools } from './child/processes.js';
 import type { ChildExit } from './child/spawn.js';
@@ -66,6 +67,11 @@ export async function supervise(config: SupervisorConfig, argv: readonly string[
     const early = context ? await waitForTurn(context, config, stopRequest.signal, log) : undefined;
     if (early !== undefined) {
       return early;
+    }
+
+    const formatError = execFormatError(command, commandEnv);
+    if (formatError !== undefined) {
+      throw new SupervisorError(formatError, ExitCode.cannotExecute);
     }
 
     for (let restarts = 0; ; restarts += 1) {
@@ -238,10 +244,13 @@ interface CommandExit {
 /** Waits for the command's exit, ends its leftovers, flushes its output, and maps the exit code. */
 async function finishCommand(run: CommandRun, config: SupervisorConfig, context: PodContext | undefined, log: Logger): Promise<CommandExit> {
   const exit: ChildExit = await run.exited;
+  await run.stopSequenceDone();
 
   const reaper = findReaper();
   if (reaper !== undefined && exit.spawnError === undefined) {
-    await settleLeftovers(reaper, { waitMs: config.leftoverWaitMs, stopSignal: config.stopSignal, stopTimeoutMs: config.stopTimeoutMs }, log);
+    // After a stop sequence the stop timeout is spent, so what is left gets the signal and SIGKILL at once.
+    const policy = run.stopReason === undefined ? { waitMs: config.leftoverWaitMs, stopTimeoutMs: config.stopTimeoutMs } : { waitMs: 0, stopTimeoutMs: 0 };
+    await settleLeftovers(reaper, { ...policy, stopSignal: config.stopSignal }, log);
   }
   await run.drainOutput();
 

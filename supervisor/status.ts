@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { readPodSpec, stateDir, type PodSpec } from './protocol/pod.js';
@@ -21,6 +22,9 @@ export interface StatusRow {
 
 /** Reads the pod spec and every container's record from the shared volume. */
 export async function readStatus(sharedDir: string): Promise<{ pod?: PodSpec; rows: StatusRow[] }> {
+  if (!existsSync(stateDir(sharedDir))) {
+    throw new Error(`${stateDir(sharedDir)} not found: tandem status reads the pod's shared volume. Run it in a container that tandem injected, or set --shared-dir.`);
+  }
   const pod = await readPodSpec(sharedDir).catch(() => undefined);
   const names = new Set(pod?.containers.map((container) => container.name) ?? []);
   const files = await readdir(stateDir(sharedDir)).catch(() => [] as string[]);

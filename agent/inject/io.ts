@@ -39,33 +39,48 @@ function copyTree(value: unknown): unknown {
   return value;
 }
 
+/** One document of a manifest stream, with its place in the stream for messages. */
+export interface ManifestDocument {
+  value: unknown;
+  /** Position in the stream, counting from 1. Empty documents are counted, so it matches what a reader counts. */
+  position: number;
+  /** Number of documents in the stream, empty ones included. */
+  count: number;
+}
+
 /**
- * Parses every document of a YAML stream or a JSON text. Empty documents are dropped, and each
- * document is a deep copy with no shared nodes, so YAML aliases never tie two objects together.
+ * Parses every document of a YAML stream or a JSON text, which is one document. Empty documents,
+ * such as the one after a trailing `---`, are dropped. Each document is a deep copy with no shared
+ * nodes, so YAML aliases never tie two objects together.
  */
-export function parseManifests(text: string, source: string): unknown[] {
+export function parseManifestDocuments(text: string, source: string): ManifestDocument[] {
   const trimmed = text.trimStart();
   if (trimmed.startsWith('{') || trimmed.startsWith('[')) {
     try {
-      return [JSON.parse(text) as unknown];
+      return [{ value: JSON.parse(text) as unknown, position: 1, count: 1 }];
     } catch {
       // Flow-style YAML also starts with a bracket, so the YAML parser gets the next try.
     }
   }
 
   const documents = parseAllDocuments(text, { version: '1.1', customTags: withoutTimestamp, prettyErrors: true });
-  const values: unknown[] = [];
-  for (const document of documents) {
+  const parsed: ManifestDocument[] = [];
+  documents.forEach((document, index) => {
     const [error] = document.errors;
     if (error) {
       throw new InjectError(`Invalid YAML in ${source}: ${error.message}`);
     }
     const value: unknown = document.toJS({ maxAliasCount: -1 });
     if (value !== null && value !== undefined) {
-      values.push(copyTree(value));
+      parsed.push({ value: copyTree(value), position: index + 1, count: documents.length });
     }
-  }
-  return values;
+  });
+  return parsed;
+}
+
+/** Parses a YAML stream or a JSON text as parseManifestDocuments does, and returns the values alone. */
+export function parseManifests(text: string, source: string): unknown[] {
+  return parseManifestDocuments(text, source).map((document) => document.value);
 }
 
 /**

@@ -3,6 +3,8 @@
  * index signature, so fields the injector does not know pass through unchanged.
  */
 
+import { InjectError } from './errors.js';
+
 export interface ObjectMeta {
   name?: string;
   namespace?: string;
@@ -94,6 +96,54 @@ export type KubeObject = Record<string, unknown>;
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+// Names a value in a message: its type, and for a scalar the value itself, shortened.
+function describeValue(value: unknown): string {
+  if (Array.isArray(value)) {
+    return 'a list';
+  }
+  if (isRecord(value)) {
+    return 'a mapping';
+  }
+  if (value === null || value === undefined) {
+    return 'nothing';
+  }
+  if (typeof value === 'string') {
+    return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)}`;
+  }
+  return `the ${typeof value} ${String(value)}`;
+}
+
+function describeTypeField(object: Record<string, unknown>, field: 'apiVersion' | 'kind'): string | undefined {
+  const value = object[field];
+  if (value === undefined || value === null) {
+    return `${field} is missing`;
+  }
+  if (typeof value !== 'string') {
+    return `${field} is ${describeValue(value)} instead of a string`;
+  }
+  return value === '' ? `${field} is empty` : undefined;
+}
+
+/**
+ * Checks that a manifest document or List item is a Kubernetes object: a mapping with non-empty
+ * string `apiVersion` and `kind`, as the API server requires. `subject` names the value and starts
+ * the error message, such as `Document 2 of 3 in app.yaml`.
+ */
+export function requireKubernetesObject(value: unknown, subject: string): KubeObject {
+  if (!isRecord(value)) {
+    throw new InjectError(
+      `${subject} is not a Kubernetes object: expected a mapping with apiVersion and kind, found ${describeValue(value)}. Pass only Kubernetes manifests, in YAML or JSON.`,
+    );
+  }
+  const problems = [describeTypeField(value, 'apiVersion'), describeTypeField(value, 'kind')].filter((problem) => problem !== undefined);
+  if (problems.length > 0) {
+    throw new InjectError(
+      `${subject} is not a Kubernetes object: ${problems.join(' and ')}. Set apiVersion and kind, such as apiVersion: v1 and kind: Pod.`,
+    );
+  }
+  return value;
 }
 
 /** Returns `Kind/name`, adding the namespace when the object has one, for messages. */

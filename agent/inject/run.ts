@@ -2,8 +2,8 @@ import type { ImageConfig } from './argv.js';
 import { imageConfigNeed } from './argv.js';
 import { InjectError } from './errors.js';
 import { resolveImageConfig, type ImageConfigResolver } from './image-config.js';
-import { formatManifests, parseManifests, readManifestText } from './io.js';
-import { describeObject, isRecord, type PodTemplateSpec } from './k8s.js';
+import { formatManifests, parseManifestDocuments, parseManifests, readManifestText, type ManifestDocument } from './io.js';
+import { describeObject, isRecord, requireKubernetesObject, type KubeObject, type PodTemplateSpec } from './k8s.js';
 import { applySidecarSets } from './sidecarset/apply.js';
 import { loadSidecarSets } from './sidecarset/load.js';
 import { sidecarSetMatchesPod, type NamespaceLabels } from './sidecarset/match.js';
@@ -181,17 +181,49 @@ async function processTemplate(location: PodTemplateLocation, context: Context):
   }
 }
 
+// Injects every pod template of one object and returns the errors, so that the caller can report
+// the errors of every object before it gives up.
+async function processObject(object: KubeObject, context: Context): Promise<string[]> {
+  let locations: PodTemplateLocation[];
+  try {
+    locations = findPodTemplates(object);
+  } catch (error) {
+    if (!(error instanceof InjectError)) {
+      throw error;
+    }
+    return [...error.messages];
+  }
+  if (locations.length === 0) {
+    context.report.push(`${describeObject(object)}: no pod template, passed through unchanged`);
+  }
+
+  const errors: string[] = [];
+  for (const location of locations) {
+    try {
+      await processTemplate(location, context);
+    } catch (error) {
+      if (!(error instanceof InjectError)) {
+        throw error;
+      }
+      errors.push(...error.messages);
+    }
+  }
+  return errors;
+}
+
 /**
  * Runs `tandem inject`: applies the SidecarSets, adds tandem to every pod template and writes the
- * manifests as YAML to stdout, with one report line per change on stderr. When any template
- * fails, it writes every error, nothing to stdout, and returns exit code 1.
+ * manifests as YAML to stdout, with one report line per change on stderr. Every non-empty document
+ * must be a Kubernetes object. When any document fails, it writes every error, nothing to stdout,
+ * and returns exit code 1.
  */
 export async function runInject(options: InjectOptions, environment: InjectEnvironment): Promise<number> {
-  let documents: unknown[];
+  const source = options.input === '-' ? 'standard input' : options.input;
+  let documents: ManifestDocument[];
   const context: Context = { options, environment, sidecarSets: [], namespaceLabels: new Map(), report: [], warnings: [] };
   try {
     context.sidecarSets = await loadAllSidecarSets(options.sidecarSetFiles);
-    documents = parseManifests(await readManifestText(options.input), options.input === '-' ? 'standard input' : options.input);
+    documents = parseManifestDocuments(await readManifestText(options.input), source);
   } catch (error) {
     if (!(error instanceof InjectError)) {
       throw error;
@@ -201,16 +233,15 @@ export async function runInject(options: InjectOptions, environment: InjectEnvir
     }
     return 1;
   }
-  context.namespaceLabels = collectNamespaceLabels(documents);
+  const values = documents.map((document) => document.value);
+  context.namespaceLabels = collectNamespaceLabels(values);
 
   const errors: string[] = [];
-  for (const document of documents) {
-    if (!isRecord(document)) {
-      continue;
-    }
-    let locations: PodTemplateLocation[];
+  for (const { value, position, count } of documents) {
+    const where = `Document ${position} of ${count} in ${source}`;
+    let object: KubeObject;
     try {
-      locations = findPodTemplates(document);
+      object = requireKubernetesObject(value, where);
     } catch (error) {
       if (!(error instanceof InjectError)) {
         throw error;
@@ -218,19 +249,8 @@ export async function runInject(options: InjectOptions, environment: InjectEnvir
       errors.push(...error.messages);
       continue;
     }
-    if (locations.length === 0) {
-      context.report.push(`${describeObject(document)}: no pod template, passed through unchanged`);
-    }
-    for (const location of locations) {
-      try {
-        await processTemplate(location, context);
-      } catch (error) {
-        if (!(error instanceof InjectError)) {
-          throw error;
-        }
-        errors.push(...error.messages);
-      }
-    }
+    const objectErrors = await processObject(object, context);
+    errors.push(...objectErrors.map((message) => `${where}: ${message}`));
   }
 
   for (const warning of context.warnings) {
@@ -247,6 +267,6 @@ export async function runInject(options: InjectOptions, environment: InjectEnvir
   for (const line of context.report) {
     environment.stderr(`tandem inject: ${line}\n`);
   }
-  environment.stdout(formatManifests(documents));
+  environment.stdout(formatManifests(values));
   return 0;
 }

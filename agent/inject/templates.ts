@@ -1,5 +1,5 @@
 import { InjectError } from './errors.js';
-import { describeObject, isRecord, type KubeObject, type PodTemplateSpec } from './k8s.js';
+import { describeObject, isRecord, requireKubernetesObject, type KubeObject, type PodTemplateSpec } from './k8s.js';
 
 /** One pod template inside a manifest object, with the means to replace it. */
 export interface PodTemplateLocation {
@@ -92,16 +92,23 @@ function locateIn(
   };
 }
 
-/** Finds the pod templates of one object. A `List` yields the templates of its items. */
+/**
+ * Finds the pod templates of one object. A `List` yields the templates of its items, each of which
+ * must be a Kubernetes object.
+ */
 export function findPodTemplates(object: KubeObject, ownerPrefix = ''): PodTemplateLocation[] {
   const kind = object.kind;
   const group = apiGroup(object);
   const owner = `${ownerPrefix}${describeObject(object)}`;
   const namespace = namespaceOf(object);
 
-  if (kind === 'List' && group === '' && Array.isArray(object.items)) {
-    return object.items.flatMap((item: unknown, index) =>
-      isRecord(item) ? findPodTemplates(item, `${ownerPrefix}List item ${index} `) : [],
+  if (kind === 'List' && group === '') {
+    const items = object.items ?? [];
+    if (!Array.isArray(items)) {
+      throw new InjectError(`Invalid ${owner}: items is ${isRecord(items) ? 'a mapping' : `a ${typeof items}`}, expected a list of objects.`);
+    }
+    return items.flatMap((item: unknown, index) =>
+      findPodTemplates(requireKubernetesObject(item, `Item ${index} of ${owner}`), `${ownerPrefix}List item ${index} `),
     );
   }
 

@@ -35,8 +35,15 @@ export type TransformResult =
   | { status: 'injected'; template: PodTemplateSpec; podSpec: PodSpec; removedStdlogVolumes: string[] }
   | { status: 'already injected' | 'disabled'; template: PodTemplateSpec };
 
+/**
+ * Tells whether the template already carries tandem: an init container named tandem-init that runs
+ * `tandem install` from the tandem image. A user's own container of that name does not count, so
+ * checkConflicts rejects it instead of the template passing as injected.
+ */
 export function isTandemInjected(template: PodTemplateSpec): boolean {
-  return (template.spec.initContainers ?? []).some((container) => container.name === INIT_CONTAINER_NAME);
+  return (template.spec.initContainers ?? []).some(
+    (container) => container.name === INIT_CONTAINER_NAME && Array.isArray(container.command) && container.command[0] === IMAGE_BINARY && container.command[1] === 'install',
+  );
 }
 
 /** Reads the `tandem.dev/inject` opt-out. Any value other than `enabled` or `disabled` is an error. */
@@ -64,9 +71,16 @@ function supervisorMounts(): VolumeMount[] {
   ];
 }
 
-// Rejects templates that already use tandem's volume names or mount paths, which tandem would
-// otherwise shadow or duplicate.
+// Rejects templates that already use tandem's container name, volume names or mount paths, which
+// tandem would otherwise shadow or duplicate.
 function checkConflicts(template: PodTemplateSpec, owner: string): void {
+  for (const [field, containers] of [['initContainers', template.spec.initContainers ?? []], ['containers', template.spec.containers]] as const) {
+    if (containers.some((container) => container.name === INIT_CONTAINER_NAME)) {
+      throw new InjectError(
+        `${owner} already has a container named ${INIT_CONTAINER_NAME} in ${field}, which tandem reserves for its init container. Rename the container.`,
+      );
+    }
+  }
   const reserved = new Set([SHARED_VOLUME, STATE_VOLUME, LOGS_VOLUME]);
   for (const volume of template.spec.volumes ?? []) {
     if (reserved.has(volume.name)) {
@@ -141,8 +155,8 @@ function initContainer(image: string, podSpec: PodSpec): Container {
  * Adds tandem to a pod template and returns the new template, leaving the input unchanged.
  * Every regular container runs under `tandem supervise` with its original argv, tandem-init goes
  * first among the init containers and writes tandem's pod spec, and stdlog CSI volumes move to
- * tandem's log volume unless `keepStdlog` is set. A template that already has tandem-init, or
- * that opts out with `tandem.dev/inject: disabled`, comes back unchanged.
+ * tandem's log volume unless `keepStdlog` is set. A template that already carries tandem (see
+ * isTandemInjected), or that opts out with `tandem.dev/inject: disabled`, comes back unchanged.
  */
 export function injectTandem(input: PodTemplateSpec, options: TransformOptions): TransformResult {
   const { owner } = options;

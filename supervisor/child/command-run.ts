@@ -61,6 +61,11 @@ export class CommandRun {
     return this.stopping ?? Promise.resolve();
   }
 
+  /** Resolves when the stop sequence, if one started, has finished with every process it listed. */
+  stopSequenceDone(): Promise<void> {
+    return this.stopping ?? Promise.resolve();
+  }
+
   /** Passes a signal to the whole process tree as it is. */
   forward(signal: NodeJS.Signals): void {
     if (this.pid === undefined || this.hasExited) {

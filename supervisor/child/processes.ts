@@ -42,6 +42,18 @@ export function childrenOf(parentPid: number): number[] {
   return children;
 }
 
+/** Lists every descendant of a process (children, their children, …), not the process itself. */
+export function descendantsOf(rootPid: number): number[] {
+  const found: number[] = [];
+  const pending = [rootPid];
+  while (pending.length > 0) {
+    const children = childrenOf(pending.pop()!);
+    found.push(...children);
+    pending.push(...children);
+  }
+  return found;
+}
+
 /** Reports whether a process still runs; a zombie has ended and only waits to be reaped. */
 export function isRunning(pid: number): boolean {
   const stat = readStat(pid);

@@ -3,7 +3,7 @@ import type { Role } from '../protocol/pod.js';
 import type { LogLevel } from '../log-levels.js';
 import { readMarkers } from './markers.js';
 import { parseReadiness, READINESS_FORMS, type Readiness } from '../lifecycle/readiness-spec.js';
-import { parseBoolean, parseByteSize, parseCommand, parseDurationMs, parseInteger, parseLogLevel, parsePositiveInteger, parseSignal } from './parse.js';
+import { parseBoolean, parseCommand, parseContainerName, parseDirectory, parseDurationMs, parseInteger, parseLogLevel, parseLogMaxSize, parsePositiveInteger, parseSignal } from './parse.js';
 
 /** Settings of one supervisor, from flags or from the matching `TANDEM_*` variable (flags win). */
 export interface SupervisorConfig {
@@ -71,7 +71,8 @@ export function toSupervisorConfig(values: SupervisorOptionValues, env: NodeJS.P
     role: values.role ?? markers.role,
     priority: values.priority ?? markers.priority,
     exitPriority: markers.exitPriority,
-    sharedDir: values.sharedDir,
+    // An empty TANDEM_SHARED_DIR counts as unset, as an empty variable usually does.
+    sharedDir: values.sharedDir || undefined,
     readiness: values.readiness,
     logCopy: values.logCopy,
     logMaxBytes: values.logMaxSize,
@@ -89,14 +90,14 @@ export function toSupervisorConfig(values: SupervisorOptionValues, env: NodeJS.P
 /** Options of `tandem supervise`, each with its environment variable, unit and default. */
 export function supervisorOptions(): Option[] {
   return [
-    new Option('--name <name>', 'container name, used for records and the log file').env('TANDEM_NAME').default('main'),
+    new Option('--name <name>', 'container name, used for records and the log file').env('TANDEM_NAME').argParser(parseContainerName).default('main'),
     new Option('--role <role>', 'role of this container in the pod (default: from ECI_SIDECAR_CONTAINER and similar markers, the pod spec, or app)')
       .choices(['app', 'sidecar'])
       .env('TANDEM_ROLE'),
     new Option('--priority <integer>', 'launch priority: higher starts first (default: from KRUISE_CONTAINER_PRIORITY or ECI_CONTAINER_LAUNCH_PRIORITY, or the pod spec)')
       .env('TANDEM_PRIORITY')
       .argParser(parseInteger),
-    new Option('--shared-dir <dir>', 'shared volume of the pod; unset runs the command alone').env('TANDEM_SHARED_DIR'),
+    new Option('--shared-dir <dir>', 'shared volume of the pod; unset runs the command alone').env('TANDEM_SHARED_DIR').argParser(parseDirectory),
     new Option('--readiness <check>', `when a sidecar counts as ready: ${READINESS_FORMS} (default: the pod spec's, or started)`)
       .env('TANDEM_READINESS')
       .argParser(parseReadinessOption),
@@ -106,7 +107,7 @@ export function supervisorOptions(): Option[] {
       .default(true),
     new Option('--log-max-size <bytes>', 'size at which the log copy is rotated to <restart>.log.1 (512Ki, 10Mi, or bytes)')
       .env('TANDEM_LOG_MAX_SIZE')
-      .argParser(parseByteSize)
+      .argParser(parseLogMaxSize)
       .default(10 * 1024 * 1024, '10Mi'),
     new Option('--log-max-files <count>', 'log copy files kept per container run, the current one included')
       .env('TANDEM_LOG_MAX_FILES')

@@ -1,6 +1,7 @@
 import { constants } from 'node:os';
 import { InvalidArgumentError } from 'commander';
 import { LOG_LEVELS, type LogLevel } from '../log-levels.js';
+import { isContainerName } from '../protocol/pod.js';
 
 /**
  * Parsers for option values. Each throws commander's InvalidArgumentError, so the message names
@@ -8,6 +9,24 @@ import { LOG_LEVELS, type LogLevel } from '../log-levels.js';
  */
 
 const MS_PER_UNIT = { ms: 1, s: 1000, m: 60_000 } as const;
+
+/** Longest delay setTimeout accepts; longer ones fire at once with a warning. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export function parseContainerName(value: string): string {
+  if (!isContainerName(value)) {
+    throw new InvalidArgumentError('Expected a Kubernetes container name: at most 63 lower-case letters, digits and dashes, starting and ending with a letter or digit.');
+  }
+  return value;
+}
+
+/** Parses a directory option, rejecting a value that is really the next option. */
+export function parseDirectory(value: string): string {
+  if (value.startsWith('-')) {
+    throw new InvalidArgumentError('Expected a directory path; the value looks like another option, so the path is probably missing.');
+  }
+  return value;
+}
 
 /** Parses `1500ms`, `5s`, `2m` or a bare number of seconds into milliseconds. */
 export function parseDurationMs(value: string): number {
@@ -18,7 +37,11 @@ export function parseDurationMs(value: string): number {
 
   const amount = Number(match[1]);
   const unit = (match[2] ?? 's') as keyof typeof MS_PER_UNIT;
-  return Math.round(amount * MS_PER_UNIT[unit]);
+  const ms = Math.round(amount * MS_PER_UNIT[unit]);
+  if (ms > MAX_TIMER_MS) {
+    throw new InvalidArgumentError(`Expected a duration of at most ${MAX_TIMER_MS}ms (about 24 days), the longest timer Node.js supports.`);
+  }
+  return ms;
 }
 
 const BYTES_PER_UNIT = { '': 1, k: 1000, Ki: 1024, M: 1000 ** 2, Mi: 1024 ** 2, G: 1000 ** 3, Gi: 1024 ** 3 } as const;
@@ -30,6 +53,15 @@ export function parseByteSize(value: string): number {
     throw new InvalidArgumentError('Expected a size in bytes such as 1048576, 512Ki or 10Mi.');
   }
   return Number(match[1]) * BYTES_PER_UNIT[(match[2] ?? '') as keyof typeof BYTES_PER_UNIT];
+}
+
+/** Parses the log rotation size, at least 1Ki so that a file holds more than a few records. */
+export function parseLogMaxSize(value: string): number {
+  const bytes = parseByteSize(value);
+  if (bytes < 1024) {
+    throw new InvalidArgumentError('Expected a size of at least 1Ki.');
+  }
+  return bytes;
 }
 
 export function parsePositiveInteger(value: string): number {

@@ -83,15 +83,16 @@ export async function joinPod(config: SupervisorConfig & { sharedDir: string }, 
     phase: 'waiting',
     supervisorPid: process.pid,
     times: {},
+  }, (error, record) => {
+    log.error({ event: 'record-write-failed', phase: record.phase, err: error }, `writing the record of ${record.name} failed: ${error.message}; the other containers do not see that it is ${record.phase}`);
   });
 
-  try {
-    await writer.update('waiting');
-  } catch (error) {
+  await writer.update('waiting');
+  if (writer.lastError !== undefined) {
     await store.close();
     await liveness.close();
     throw new SupervisorError(
-      `Cannot write the record of ${self.name} to the shared volume ${config.sharedDir}: ${(error as Error).message}. The volume must be writable by this container's user.`,
+      `Cannot write the record of ${self.name} to the shared volume ${config.sharedDir}: ${writer.lastError.message}. The volume must be writable by this container's user and have free space.`,
       ExitCode.internalError,
     );
   }

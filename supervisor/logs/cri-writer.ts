@@ -1,4 +1,5 @@
-import { createWriteStream, mkdirSync, renameSync, rmSync, statSync, type WriteStream } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { rfc3339NanoNow } from './timestamp.js';
 
@@ -7,7 +8,7 @@ export type StreamName = 'stdout' | 'stderr';
 /** Maximum line content per CRI record; longer lines are split into partial (P) records, as kubelet does. */
 export const MAX_RECORD_BYTES = 16 * 1024;
 
-/** Time after a write error before the writer opens the file again. */
+/** Time after a write error before the writer tries the file again. */
 const RETRY_AFTER_ERROR_MS = 5000;
 
 const NEWLINE = 0x0a;
@@ -16,7 +17,7 @@ const NEWLINE_BUFFER = Buffer.from('\n');
 export interface CriWriterOptions {
   /** Bytes that may wait for the disk before new records are dropped instead of queued. */
   maxQueuedBytes: number;
-  /** Size at which the file is rotated. */
+  /** Size at which the file is rotated; a single longer record gets a file of its own. */
   maxFileBytes: number;
   /** Number of files kept, the current one included: `N.log`, `N.log.1`, … */
   maxFiles: number;
@@ -26,23 +27,27 @@ export interface CriWriterOptions {
 
 /**
  * Copies output into a file in the CRI log format (`<RFC3339Nano> <stream> <F|P> <content>`). The
- * copy never slows or stops the command: when the disk falls behind or fails, records are dropped
- * and counted, and writing resumes once the disk accepts data again.
+ * copy never slows or stops the command: records wait in a bounded queue, one write at a time, and
+ * when the disk falls behind or fails, records are dropped and counted. Writing resumes once the
+ * disk accepts data again. Rotation happens between writes, so records stay in order across files.
  */
 export class CriLogWriter {
   readonly file: string;
   droppedRecords = 0;
-  private output: WriteStream;
-  private fileBytes: number;
   private readonly pending: Record<StreamName, Buffer[]> = { stdout: [], stderr: [] };
   private readonly pendingBytes: Record<StreamName, number> = { stdout: 0, stderr: 0 };
+  /** Records of the current chunk, queued together by commit(). */
+  private batch: Buffer[] = [];
+  private timestamp = '';
+  /** Records waiting for the disk, from `head` on; taken records are cut off in bulk, not one by one. */
+  private queue: Buffer[] = [];
+  private head = 0;
+  private queuedBytes = 0;
+  private handle: FileHandle | undefined;
+  private fileBytes = 0;
+  private draining: Promise<void> | undefined;
   private failedAt: number | undefined;
   private dropping = false;
-  /** Records built from the current chunk, written together by commit(). */
-  private batch: Buffer[] = [];
-  private batchRecords = 0;
-  private batchBytes = 0;
-  private timestamp = '';
 
   constructor(
     file: string,
@@ -50,13 +55,11 @@ export class CriLogWriter {
   ) {
     this.file = file;
     mkdirSync(path.dirname(file), { recursive: true });
-    this.fileBytes = sizeOf(file);
-    this.output = this.open();
   }
 
   /**
-   * Adds a chunk of the command's output and writes every record it completes in one write. All
-   * records of a chunk share one timestamp, the time the chunk was read.
+   * Adds a chunk of the command's output and queues every record it completes. All records of a
+   * chunk share one timestamp, the time the chunk was read.
    */
   write(stream: StreamName, chunk: Buffer): void {
     this.timestamp = rfc3339NanoNow();
@@ -72,7 +75,7 @@ export class CriLogWriter {
     this.commit();
   }
 
-  /** Writes what is left of unterminated lines and closes the file. */
+  /** Writes what is left of unterminated lines, waits for the queue to reach the disk, and closes the file. */
   async close(): Promise<void> {
     this.timestamp = rfc3339NanoNow();
     for (const stream of ['stdout', 'stderr'] as const) {
@@ -81,17 +84,11 @@ export class CriLogWriter {
       }
     }
     this.commit();
-    await new Promise<void>((resolve) => this.output.end(resolve));
-  }
-
-  private open(): WriteStream {
-    const output = createWriteStream(this.file, { flags: 'a' });
-    output.on('error', (error) => {
-      this.failedAt = Date.now();
-      this.dropping = true;
-      this.options.onDrop?.(`writing failed: ${error.message}`);
-    });
-    return output;
+    while (this.draining !== undefined) {
+      await this.draining;
+    }
+    await this.handle?.close().catch(() => undefined);
+    this.handle = undefined;
   }
 
   private append(stream: StreamName, part: Buffer): void {
@@ -110,74 +107,101 @@ export class CriLogWriter {
   }
 
   private flushLine(stream: StreamName, tag: 'F' | 'P'): void {
-    const content = this.pending[stream];
-    const contentBytes = this.pendingBytes[stream];
+    const prefix = Buffer.from(`${this.timestamp} ${stream} ${tag} `);
+    this.batch.push(Buffer.concat([prefix, ...this.pending[stream], NEWLINE_BUFFER]));
     this.pending[stream] = [];
     this.pendingBytes[stream] = 0;
-
-    const prefix = Buffer.from(`${this.timestamp} ${stream} ${tag} `);
-    const recordBytes = prefix.length + contentBytes + 1;
-    const sizeAfter = this.fileBytes + this.batchBytes + recordBytes;
-    if (sizeAfter > this.options.maxFileBytes && sizeAfter > recordBytes) {
-      this.commit();
-      this.rotateSafely();
-    }
-    this.batch.push(prefix, ...content, NEWLINE_BUFFER);
-    this.batchRecords += 1;
-    this.batchBytes += recordBytes;
   }
 
-  /** Writes the batch, or drops it when the disk failed recently or is too far behind. */
+  /** Queues the records of the current chunk, or drops them when the disk failed recently or is too far behind. */
   private commit(): void {
-    if (this.batchRecords === 0) {
+    const records = this.batch;
+    this.batch = [];
+    if (records.length === 0) {
       return;
     }
-    const records = this.batchRecords;
-    const data = Buffer.concat(this.batch);
-    this.batch = [];
-    this.batchRecords = 0;
-    this.batchBytes = 0;
 
-    if (this.failedAt !== undefined) {
-      if (Date.now() - this.failedAt < RETRY_AFTER_ERROR_MS) {
-        this.drop(records, 'the log disk failed');
+    const bytes = records.reduce((sum, record) => sum + record.length, 0);
+    if (this.failedAt !== undefined && Date.now() - this.failedAt < RETRY_AFTER_ERROR_MS) {
+      this.drop(records.length, 'the log disk failed');
+      return;
+    }
+    if (this.queuedBytes + bytes > this.options.maxQueuedBytes) {
+      this.drop(records.length, `more than ${this.options.maxQueuedBytes} bytes wait for the log disk`);
+      return;
+    }
+    this.failedAt = undefined;
+    for (const record of records) {
+      this.queue.push(record);
+    }
+    this.queuedBytes += bytes;
+    this.startDraining();
+  }
+
+  /** Starts the write loop unless it runs; records queued while it was finishing start it again. */
+  private startDraining(): void {
+    if (this.draining !== undefined) {
+      return;
+    }
+    this.draining = this.drain().finally(() => {
+      this.draining = undefined;
+      if (this.head < this.queue.length && this.failedAt === undefined) {
+        this.startDraining();
+      }
+    });
+  }
+
+  /** Writes queued records one batch at a time, rotating the file between batches. */
+  private async drain(): Promise<void> {
+    while (this.head < this.queue.length) {
+      try {
+        await this.writeNextBatch();
+      } catch (error) {
+        this.fail(error as Error);
         return;
       }
-      this.failedAt = undefined;
-      this.output = this.open();
-    }
-    if (this.output.writableLength > this.options.maxQueuedBytes) {
-      this.drop(records, `more than ${this.options.maxQueuedBytes} bytes wait for the log disk`);
-      return;
-    }
-    this.output.write(data);
-    this.fileBytes += data.length;
-    this.dropping = false;
-  }
-
-  private rotateSafely(): void {
-    try {
-      this.rotate();
-    } catch (error) {
-      this.failedAt = Date.now();
-      this.options.onDrop?.(`rotating ${this.file} failed: ${(error as Error).message}`);
     }
   }
 
-  private drop(records: number, reason: string): void {
-    this.droppedRecords += records;
-    if (!this.dropping) {
-      this.dropping = true;
-      this.options.onDrop?.(reason);
+  private async writeNextBatch(): Promise<void> {
+    if (this.handle === undefined) {
+      this.handle = await open(this.file, 'a');
+      this.fileBytes = (await this.handle.stat()).size;
+    }
+
+    const start = this.head;
+    let bytes = 0;
+    let full = false;
+    while (this.head < this.queue.length) {
+      const record = this.queue[this.head]!;
+      if (this.fileBytes + bytes + record.length > this.options.maxFileBytes && this.fileBytes + bytes > 0) {
+        full = true;
+        break;
+      }
+      bytes += record.length;
+      this.head += 1;
+    }
+    const batch = this.queue.slice(start, this.head);
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+    }
+
+    if (batch.length > 0) {
+      await this.handle.write(Buffer.concat(batch, bytes));
+      this.fileBytes += bytes;
+      this.queuedBytes -= bytes;
+      this.dropping = false;
+    }
+    if (full) {
+      await this.rotate();
     }
   }
 
-  /**
-   * Renames `N.log` to `N.log.1` (shifting older files up and removing the oldest) and starts a new
-   * file. Records still queued for the old file land in `N.log.1`, since the open descriptor follows the rename.
-   */
-  private rotate(): void {
-    this.output.end();
+  /** Renames `N.log` to `N.log.1`, shifting older files up and removing the oldest, and starts a new file. */
+  private async rotate(): Promise<void> {
+    await this.handle?.close();
+    this.handle = undefined;
     rmSync(`${this.file}.${this.options.maxFiles - 1}`, { force: true });
     for (let index = this.options.maxFiles - 2; index >= 1; index -= 1) {
       renameIfExists(`${this.file}.${index}`, `${this.file}.${index + 1}`);
@@ -188,15 +212,25 @@ export class CriLogWriter {
       rmSync(this.file, { force: true });
     }
     this.fileBytes = 0;
-    this.output = this.open();
   }
-}
 
-function sizeOf(file: string): number {
-  try {
-    return statSync(file).size;
-  } catch {
-    return 0;
+  /** Drops the queue after a write error; the next chunk after the retry delay opens the file again. */
+  private fail(error: Error): void {
+    this.failedAt = Date.now();
+    this.drop(this.queue.length - this.head, `writing failed: ${error.message}`);
+    this.queue = [];
+    this.head = 0;
+    this.queuedBytes = 0;
+    void this.handle?.close().catch(() => undefined);
+    this.handle = undefined;
+  }
+
+  private drop(records: number, reason: string): void {
+    this.droppedRecords += records;
+    if (!this.dropping) {
+      this.dropping = true;
+      this.options.onDrop?.(reason);
+    }
   }
 }
 
@@ -207,5 +241,14 @@ function renameIfExists(from: string, to: string): void {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
       throw error;
     }
+  }
+}
+
+/** Returns the size of a file, or 0 when it does not exist. */
+export function sizeOf(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
   }
 }

@@ -9,15 +9,15 @@ export async function writeJsonAtomic(file: string, value: unknown): Promise<voi
   const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
   const handle = await open(temporary, 'w', 0o644);
   try {
-    await handle.writeFile(`${JSON.stringify(value)}\n`);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-
-  try {
+    try {
+      await handle.writeFile(`${JSON.stringify(value)}\n`);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await rename(temporary, file);
   } catch (error) {
+    // A full or failing disk must not leave a half-written temporary file behind.
     await unlink(temporary).catch(() => undefined);
     throw error;
   }

@@ -29,6 +29,13 @@ export interface PodSpec {
 
 export const POD_SPEC_FILE = 'pod.json';
 
+/** Container names are DNS-1123 labels in Kubernetes, which also keeps them safe as file names. */
+const CONTAINER_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+export function isContainerName(value: string): boolean {
+  return CONTAINER_NAME.test(value);
+}
+
 export function stateDir(sharedDir: string): string {
   return path.join(sharedDir, 'state');
 }
@@ -47,7 +54,7 @@ export function parsePodSpec(text: string, source: string): PodSpec {
   }
 
   const spec = value as Partial<PodSpec>;
-  if (spec === null || typeof spec !== 'object') {
+  if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) {
     throw new Error(`Invalid pod spec in ${source}: expected a JSON object.`);
   }
   if (spec.version !== 1) {
@@ -62,10 +69,18 @@ export function parsePodSpec(text: string, source: string): PodSpec {
   if (!Array.isArray(spec.containers) || spec.containers.length === 0) {
     throw new Error(`Invalid pod spec in ${source}: containers must be a non-empty array.`);
   }
+  const names = new Set<string>();
   for (const container of spec.containers) {
     if (typeof container?.name !== 'string' || container.name === '') {
       throw new Error(`Invalid pod spec in ${source}: a container has no name.`);
     }
+    if (!isContainerName(container.name)) {
+      throw new Error(`Invalid pod spec in ${source}: container name ${JSON.stringify(container.name)} is not a Kubernetes container name (lower-case letters, digits and dashes).`);
+    }
+    if (names.has(container.name)) {
+      throw new Error(`Invalid pod spec in ${source}: container name ${JSON.stringify(container.name)} appears twice.`);
+    }
+    names.add(container.name);
     if (container.role !== 'app' && container.role !== 'sidecar') {
       throw new Error(`Invalid pod spec in ${source}: container ${container.name} has role ${JSON.stringify(container.role)}, expected app or sidecar.`);
     }

@@ -58,13 +58,17 @@ export async function readRecord(file: string): Promise<ContainerRecord | undefi
 /** Keeps this container's record and writes each change in order, atomically. */
 export class RecordWriter {
   private writing: Promise<void> = Promise.resolve();
+  /** The error of the last write, cleared by the next successful one. */
+  lastError: Error | undefined;
 
+  /** `onError` gets every failed write; a failed write never stops the container's command. */
   constructor(
     private readonly sharedDir: string,
     public record: ContainerRecord,
+    private readonly onError: (error: Error, record: ContainerRecord) => void = () => undefined,
   ) {}
 
-  /** Moves the record to a phase with the given fields, and resolves when it is on disk. */
+  /** Moves the record to a phase with the given fields, and resolves when it is written or has failed. */
   update(phase: Phase, fields: Partial<ContainerRecord> = {}): Promise<void> {
     this.record = {
       ...this.record,
@@ -74,7 +78,15 @@ export class RecordWriter {
     };
 
     const snapshot = this.record;
-    this.writing = this.writing.then(() => writeJsonAtomic(recordFile(this.sharedDir, snapshot.name), snapshot));
+    this.writing = this.writing.then(async () => {
+      try {
+        await writeJsonAtomic(recordFile(this.sharedDir, snapshot.name), snapshot);
+        this.lastError = undefined;
+      } catch (error) {
+        this.lastError = error as Error;
+        this.onError(error as Error, snapshot);
+      }
+    });
     return this.writing;
   }
 }

@@ -329,6 +329,29 @@ spec:
     expect(inside.spec.containers.map((entry) => entry.name)).toEqual(['filebeat', 'echo-server']);
   });
 
+  it('skips empty documents', () => {
+    const result = runCli(['-'], '---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\n# nothing here\n---\n');
+    expect(documentsOf(result)).toEqual([{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a' } }]);
+    expect(result.stderr).toContain('ConfigMap/a: no pod template, passed through unchanged');
+  });
+
+  it('passes custom resources through', () => {
+    const widget = { apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'w' }, spec: 5 };
+    const volcanoJob = { apiVersion: 'batch.volcano.sh/v1alpha1', kind: 'Job', metadata: { name: 'vj' }, spec: { tasks: [] } };
+    const result = runCli(['-'], [widget, volcanoJob].map((object) => JSON.stringify(object)).join('\n---\n'));
+    expect(documentsOf(result)).toEqual([widget, volcanoJob]);
+  });
+
+  it('leaves re-injected output unchanged', () => {
+    const pod = 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: app\n    image: app:1\n    command: ["/app"]\n';
+    const once = runCli(['-'], pod);
+    expect(once.status).toBe(0);
+    const twice = runCli(['-'], once.stdout);
+    expect(twice.status).toBe(0);
+    expect(twice.stdout).toBe(once.stdout);
+    expect(twice.stderr).toContain('Pod/p: already injected');
+  });
+
   it('leaves an opted-out pod without tandem', () => {
     const deployment = referenceDeployment({ label: true });
     templateOf(deployment).metadata!.annotations!['tandem.dev/inject'] = 'disabled';
@@ -388,6 +411,136 @@ spec:
     expect(result.stderr).toContain('container c in Pod/a');
     expect(result.stderr).toContain('container c in Pod/b');
     expect(result.stderr).toContain('2 error(s), no output written');
+  });
+
+  it.each([
+    ['plain text', 'just some text\nwith lines\n', 'found the string "just some text with lines"'],
+    ['a YAML list', '- a\n- b\n', 'found a list'],
+    ['a single word', 'hello\n', 'found the string "hello"'],
+    ['a JSON array', '[{"apiVersion": "v1", "kind": "Pod"}]', 'found a list'],
+    ['a Pod without apiVersion', 'kind: Pod\nspec: 5\n', 'apiVersion is missing'],
+    ['a mapping without kind', 'apiVersion: v1\nmetadata: {name: x}\n', 'kind is missing'],
+  ])('rejects %s on standard input', (_case, input, problem) => {
+    const result = runCli(['-'], input);
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain('Document 1 of 1 in standard input is not a Kubernetes object');
+    expect(result.stderr).toContain(problem);
+  });
+
+  it('rejects random bytes', () => {
+    // A fixed linear congruential sequence, so every run reads the same 200 bytes.
+    let state = 12345;
+    const bytes = Buffer.alloc(200);
+    for (let index = 0; index < bytes.length; index += 1) {
+      state = (state * 1103515245 + 12345) % 2 ** 31;
+      bytes[index] = state >> 16;
+    }
+    const input = path.join(directory, 'random.bin');
+    writeFileSync(input, bytes);
+    const result = runCli([input]);
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain(input);
+  });
+
+  it.each([
+    ['a Pod whose spec is a number', 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: 5\n', 'Invalid Pod/p: the Pod.spec is missing or not an object'],
+    ['a Pod without containers', 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {}\n', 'Invalid Pod/p: the Pod.spec.containers is missing'],
+    ['a Pod with empty containers', 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: []}\n', 'Invalid Pod/p: the Pod.spec.containers must be a non-empty list'],
+    ['a Deployment without spec', 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n', 'Invalid Deployment/d: spec is missing or not an object'],
+    ['a Deployment whose template is a string', 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {template: x}\n', 'Invalid Deployment/d: spec.template is missing or not an object'],
+    ['a StatefulSet whose containers is a mapping', 'apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: s}\nspec: {template: {spec: {containers: {a: 1}}}}\n', 'Invalid StatefulSet/s: spec.template.spec.containers must be a non-empty list'],
+    ['a CronJob without a job template', 'apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: c}\nspec: {schedule: "* * * * *"}\n', 'Invalid CronJob/c: spec.jobTemplate is missing or not an object'],
+  ])('rejects %s', (_case, input, problem) => {
+    const file = writeInput('invalid-workload.yaml', input);
+    const result = runCli([file]);
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain(`Document 1 of 1 in ${file}: ${problem}`);
+  });
+
+  it('writes nothing when one document of a stream fails', () => {
+    const stream = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: good
+spec:
+  containers:
+  - name: app
+    image: app:1
+    command: ["/app"]
+---
+- not
+- an object
+---
+`;
+    const file = writeInput('partly-invalid.yaml', stream);
+    const result = runCli([file]);
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain(`Document 3 of 4 in ${file} is not a Kubernetes object`);
+    expect(result.stderr).toContain('1 error(s), no output written');
+    expect(result.stderr).not.toContain('injected tandem');
+  });
+
+  it('names the document of a workload error', () => {
+    const stream = ['a', 'b']
+      .map((name) => `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\nspec:\n  containers: ${name === 'b' ? '[]' : '[{name: c, image: c:1, command: [/c]}]'}\n`)
+      .join('---\n');
+    const result = runCli(['-'], stream);
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain('Document 2 of 2 in standard input: Invalid Pod/b: the Pod.spec.containers must be a non-empty list');
+  });
+
+  it('rejects a user container named tandem-init', () => {
+    const pod = `apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+spec:
+  initContainers:
+  - name: tandem-init
+    image: busybox:1
+    command: ["/bin/true"]
+  containers:
+  - name: app
+    image: app:1
+    command: ["/app"]
+`;
+    const file = writeInput('own-tandem-init.yaml', pod);
+    const result = runCli([file]);
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain(
+      `Document 1 of 1 in ${file}: Pod/p already has a container named tandem-init in initContainers, which tandem reserves for its init container. Rename the container.`,
+    );
+    expect(result.stderr).not.toContain('already injected');
+  });
+
+  it('rejects a regular container named tandem-init', () => {
+    const deployment = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  template:
+    spec:
+      containers:
+      - name: tandem-init
+        image: app:1
+        command: ["/app"]
+`;
+    const result = runCli(['-'], deployment);
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain('Deployment/web already has a container named tandem-init in containers, which tandem reserves');
   });
 
   it('rejects a missing input file', () => {

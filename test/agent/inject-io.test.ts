@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { formatManifests, parseManifests } from '../../agent/inject/io.js';
-import type { KubeObject } from '../../agent/inject/k8s.js';
+import { formatManifests, parseManifestDocuments, parseManifests } from '../../agent/inject/io.js';
+import { requireKubernetesObject, type KubeObject } from '../../agent/inject/k8s.js';
 import { findPodTemplates } from '../../agent/inject/templates.js';
 
 const podSpec = { containers: [{ name: 'c', image: 'i' }] };
@@ -32,6 +32,51 @@ describe('parseManifests', () => {
 
   it('names the file in a syntax error', () => {
     expect(() => parseManifests('a: [1, 2\n', 'broken.yaml')).toThrow(/Invalid YAML in broken.yaml/);
+  });
+});
+
+describe('parseManifestDocuments', () => {
+  it('counts empty documents in positions', () => {
+    const documents = parseManifestDocuments('---\na: 1\n---\n---\nb: 2\n---\n', 'test.yaml');
+    expect(documents).toEqual([
+      { value: { a: 1 }, position: 1, count: 4 },
+      { value: { b: 2 }, position: 3, count: 4 },
+    ]);
+  });
+
+  it('keeps documents that are not mappings', () => {
+    const documents = parseManifestDocuments('just text\n---\n- a\n- b\n', 'test.yaml');
+    expect(documents.map((document) => document.value)).toEqual(['just text', ['a', 'b']]);
+  });
+
+  it('reads JSON as one document', () => {
+    expect(parseManifestDocuments('[{"kind": "Pod"}]', 'test.json')).toEqual([{ value: [{ kind: 'Pod' }], position: 1, count: 1 }]);
+  });
+
+  it('returns nothing for empty input', () => {
+    expect(parseManifestDocuments('', 'empty.yaml')).toEqual([]);
+    expect(parseManifestDocuments('# only a comment\n', 'comment.yaml')).toEqual([]);
+  });
+});
+
+describe('requireKubernetesObject', () => {
+  it('returns an object with apiVersion and kind', () => {
+    const object = { apiVersion: 'example.com/v1', kind: 'Widget', spec: 5 };
+    expect(requireKubernetesObject(object, 'Document 1')).toBe(object);
+  });
+
+  it.each([
+    ['text', 'just some text', /Document 1 is not a Kubernetes object: .*found the string "just some text"/],
+    ['a list', ['a', 'b'], /Document 1 is not a Kubernetes object: .*found a list/],
+    ['a number', 42, /found the number 42/],
+    ['a long string', 'x'.repeat(100), /found the string "x{40}\.\.\."\. Pass only/],
+    ['no apiVersion', { kind: 'Pod', spec: 5 }, /Document 1 is not a Kubernetes object: apiVersion is missing\. Set apiVersion and kind/],
+    ['no kind', { apiVersion: 'v1' }, /kind is missing/],
+    ['a numeric apiVersion', { apiVersion: 1, kind: 'Pod' }, /apiVersion is the number 1 instead of a string/],
+    ['an empty kind', { apiVersion: 'v1', kind: '' }, /kind is empty/],
+    ['neither field', {}, /apiVersion is missing and kind is missing/],
+  ])('rejects %s', (_case, value, message) => {
+    expect(() => requireKubernetesObject(value, 'Document 1')).toThrow(message);
   });
 });
 
@@ -99,6 +144,25 @@ describe('findPodTemplates', () => {
       ],
     };
     expect(pathsOf(list)).toEqual(['List item 1 Deployment/d spec.template']);
+  });
+
+  it('rejects a List item that is not an object', () => {
+    const list = { apiVersion: 'v1', kind: 'List', metadata: { name: 'all' }, items: [{ apiVersion: 'v1', kind: 'ConfigMap' }, 'text'] };
+    expect(() => findPodTemplates(list)).toThrow(/Item 1 of List\/all is not a Kubernetes object: .*found the string "text"/);
+  });
+
+  it('rejects a List item without apiVersion', () => {
+    const list = { apiVersion: 'v1', kind: 'List', items: [{ kind: 'Pod', spec: 5 }] };
+    expect(() => findPodTemplates(list)).toThrow(/Item 0 of List\/\(unnamed\) is not a Kubernetes object: apiVersion is missing/);
+  });
+
+  it('rejects List items that are not a list', () => {
+    const list = { apiVersion: 'v1', kind: 'List', metadata: { name: 'all' }, items: { a: 1 } };
+    expect(() => findPodTemplates(list)).toThrow(/Invalid List\/all: items is a mapping, expected a list of objects/);
+  });
+
+  it('accepts a List without items', () => {
+    expect(pathsOf({ apiVersion: 'v1', kind: 'List', items: null })).toEqual([]);
   });
 
   it('passes other kinds and groups through', () => {

@@ -3,7 +3,7 @@ import { escapeExpansion, originalArgv, type ImageConfig } from '../../agent/inj
 import { InjectError } from '../../agent/inject/errors.js';
 import type { Container, PodTemplateSpec } from '../../agent/inject/k8s.js';
 import { describeContainers } from '../../agent/inject/roles.js';
-import { injectTandem, type TransformOptions } from '../../agent/inject/transform.js';
+import { injectTandem, isTandemInjected, type TransformOptions } from '../../agent/inject/transform.js';
 import { parsePodSpec } from '../../supervisor/protocol/pod.js';
 
 const OWNER = 'Deployment/test';
@@ -350,6 +350,40 @@ describe('injectTandem', () => {
   it('rejects a reserved volume name', () => {
     const input = template([echo], undefined, { volumes: [{ name: 'tandem-state', emptyDir: {} }] });
     expect(() => injectTandem(input, options(configs))).toThrow(/volume named tandem-state/);
+  });
+
+  it('rejects an init container named tandem-init', () => {
+    const own = { name: 'tandem-init', image: 'busybox:1', command: ['/bin/true'] };
+    const input = template([echo], undefined, { initContainers: [own] });
+    expect(isTandemInjected(input)).toBe(false);
+    expect(() => injectTandem(input, options(configs))).toThrow(InjectError);
+    expect(() => injectTandem(input, options(configs))).toThrow(
+      'Deployment/test already has a container named tandem-init in initContainers, which tandem reserves for its init container. Rename the container.',
+    );
+  });
+
+  it('rejects a container named tandem-init', () => {
+    const input = template([{ ...echo, name: 'tandem-init' }]);
+    expect(() => injectTandem(input, options({ 'tandem-init': configs['echo-server'] }))).toThrow(
+      'Deployment/test already has a container named tandem-init in containers, which tandem reserves for its init container. Rename the container.',
+    );
+  });
+
+  it('rejects tandem-init that does not run tandem install', () => {
+    const lookalike = { name: 'tandem-init', image: 'localhost/tandem:test', command: ['/opt/tandem/bin/tandem', 'version'] };
+    const input = template([echo], undefined, { initContainers: [lookalike] });
+    expect(isTandemInjected(input)).toBe(false);
+    expect(() => injectTandem(input, options(configs))).toThrow(/container named tandem-init in initContainers/);
+  });
+
+  it('detects its own tandem-init as injected', () => {
+    const once = injected(template([echo]), options(configs)).template;
+    expect(isTandemInjected(once)).toBe(true);
+  });
+
+  it('ignores tandem-init with a string command', () => {
+    const malformed = { name: 'tandem-init', image: 'x', command: '/opt/tandem/bin/tandem install' };
+    expect(isTandemInjected(template([echo], undefined, { initContainers: [malformed] }))).toBe(false);
   });
 
   it('rejects a mount under /tandem', () => {

@@ -31,6 +31,16 @@ describe('supervise exit codes', () => {
     expect(result.stderr).toContain(file);
   });
 
+  it('file without #! or ELF header exits 126', async () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'tandem-')), 'plain-text');
+    writeFileSync(file, 'echo this would run under sh\n');
+    chmodSync(file, 0o755);
+    const result = await tandem(['supervise', '--', file]);
+    expect(result.exitCode).toBe(126);
+    expect(result.stderr).toContain('exec format error');
+    expect(result.stdout).toBe('');
+  });
+
   it('invalid option value exits 2 naming option and value', async () => {
     const result = await tandem(['supervise', '--stop-timeout', '5x', '--', 'true']);
     expect(result.exitCode).toBe(2);

@@ -92,6 +92,23 @@ describe('supervise log copy under load', () => {
     expect(readFileSync(path.join(shared, 'logs', 'web', '0.log'), 'utf8')).toContain('line 199 ');
   });
 
+  it('tiny rotation keeps order and sizes', async () => {
+    const shared = makeSharedDir();
+    await writePod(shared, [{ name: 'web', role: 'app', priority: 0 }]);
+    const script = 'i=0; while [ $i -lt 20000 ]; do echo "n=$i"; i=$((i+1)); done';
+    const result = await tandem(superviseArgs(shared, 'web', 'app', ['sh', '-c', script], ['--log-max-size', '1Ki', '--log-max-files', '3']));
+    expect(result.exitCode).toBe(0);
+
+    const directory = path.join(shared, 'logs', 'web');
+    expect(readdirSync(directory).sort()).toEqual(['0.log', '0.log.1', '0.log.2']);
+    const numbers = ['0.log.2', '0.log.1', '0.log'].flatMap((file) => {
+      expect(statSync(path.join(directory, file)).size).toBeLessThanOrEqual(1024);
+      return readFileSync(path.join(directory, file), 'utf8').trim().split('\n').map((line) => Number(line.split('n=')[1]));
+    });
+    expect(numbers.at(-1)).toBe(19999);
+    expect(numbers.every((number, index) => index === 0 || number === numbers[index - 1]! + 1)).toBe(true);
+  });
+
   it('full log disk drops records, never the app', async () => {
     const shared = makeSharedDir();
     await writePod(shared, [{ name: 'web', role: 'app', priority: 0 }]);
