@@ -98,7 +98,8 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-// Names a value in a message: its type, and for a scalar the value itself, shortened.
+// Describes a value for a message by its type, and a scalar also by its value. Strings are cut at
+// 40 characters.
 function describeValue(value: unknown): string {
   if (Array.isArray(value)) {
     return 'a list';
@@ -127,9 +128,9 @@ function describeTypeField(object: Record<string, unknown>, field: 'apiVersion' 
 }
 
 /**
- * Checks that a manifest document or List item is a Kubernetes object: a mapping with non-empty
- * string `apiVersion` and `kind`, as the API server requires. `subject` names the value and starts
- * the error message, such as `Document 2 of 3 in app.yaml`.
+ * Returns a manifest document or List item as a Kubernetes object, which must be a mapping with
+ * non-empty string `apiVersion` and `kind`, as the API server requires. Otherwise it throws an
+ * InjectError whose message starts with `subject`, such as `Document 2 of 3 in app.yaml`.
  */
 export function requireKubernetesObject(value: unknown, subject: string): KubeObject {
   if (!isRecord(value)) {
