@@ -16,6 +16,8 @@ export interface ChildExit {
 /**
  * Starts the command with its arguments as they are (no shell), in the supervisor's working
  * directory and with the given environment. Output is piped so the supervisor can copy it.
+ * NOTE: Node.js decodes argv and environment values as UTF-8 and spawns with UTF-8 strings, so a
+ * byte sequence that is not valid UTF-8 reaches the command as U+FFFD. Valid UTF-8 passes unchanged.
  */
 export function spawnChild(command: string, args: readonly string[], env: NodeJS.ProcessEnv): Child {
   const child = execa(command, args, {
