@@ -1,4 +1,4 @@
-import { mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { rfc3339NanoNow } from './timestamp.js';
@@ -54,7 +54,15 @@ export class CriLogWriter {
     private readonly options: CriWriterOptions,
   ) {
     this.file = file;
-    mkdirSync(path.dirname(file), { recursive: true });
+    // The file exists from the start, as kubelet's does, so a log shipper can open it before the first line.
+    try {
+      mkdirSync(path.dirname(file), { recursive: true });
+      closeSync(openSync(file, 'a'));
+    } catch (error) {
+      this.failedAt = Date.now();
+      this.dropping = true;
+      this.options.onDrop?.(`creating ${file} failed: ${(error as Error).message}`);
+    }
   }
 
   /**

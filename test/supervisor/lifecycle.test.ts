@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -176,5 +176,28 @@ describe('watching without inotify', () => {
     expect(sidecarResult.exitCode).toBe(0);
     const warning = logEvents(String(sidecarResult.stderr)).find((event) => event.event === 'watch-polling');
     expect(warning?.msg).toContain('EMFILE');
+  });
+});
+
+describe('containers running as different users', () => {
+  it('two UIDs share the state directory', async () => {
+    const shared = makeSharedDir();
+    // The layout tandem install creates: a readable root, and state and logs writable by every user.
+    chmodSync(shared, 0o755);
+    chmodSync(path.join(shared, 'state'), 0o1777);
+    chmodSync(path.join(shared, 'logs'), 0o1777);
+    await writePod(shared, pod, 'Never');
+    const asUser = (uid: number, args: string[]) =>
+      execa('setpriv', ['--reuid', String(uid), '--regid', String(uid), '--clear-groups', 'node', cliPath, ...args], { reject: false });
+
+    const sidecar = asUser(1001, superviseArgs(shared, 'proxy', 'sidecar', ['sleep', '1000']));
+    const app = await asUser(1002, superviseArgs(shared, 'worker', 'app', ['sh', '-c', 'exit 5']));
+    const sidecarResult = await sidecar;
+
+    expect(app.exitCode).toBe(5);
+    expect(sidecarResult.exitCode).toBe(0);
+    expect(statSync(path.join(shared, 'state', 'proxy.json')).uid).toBe(1001);
+    expect(statSync(path.join(shared, 'state', 'worker.json')).uid).toBe(1002);
+    expect(readFileSync(path.join(shared, 'logs', 'proxy', '0.log'), 'utf8')).toBe('');
   });
 });
