@@ -163,6 +163,7 @@ async function processTemplate(location: PodTemplateLocation, context: Context):
     throw new Error(`Internal error: injectTandem returned ${result.status} for ${owner} after the checks in processTemplate.`);
   }
   location.write(result.template);
+  context.warnings.push(...result.warnings);
 
   const containers = result.podSpec.containers.map((entry) => {
     const details = [entry.role, `priority ${entry.priority}`];

@@ -32,7 +32,7 @@ export interface TransformOptions {
 }
 
 export type TransformResult =
-  | { status: 'injected'; template: PodTemplateSpec; podSpec: PodSpec; removedStdlogVolumes: string[] }
+  | { status: 'injected'; template: PodTemplateSpec; podSpec: PodSpec; removedStdlogVolumes: string[]; warnings: string[] }
   | { status: 'already injected' | 'disabled'; template: PodTemplateSpec };
 
 /**
@@ -209,5 +209,23 @@ export function injectTandem(input: PodTemplateSpec, options: TransformOptions):
   ];
   template.spec.volumes = [...(template.spec.volumes ?? []), ...volumes];
 
-  return { status: 'injected', template, podSpec, removedStdlogVolumes };
+  return { status: 'injected', template, podSpec, removedStdlogVolumes, warnings: initContainerWarnings(input, podSpec, owner) };
+}
+
+/**
+ * Warns when the pod has init containers of its own and sidecars: init containers run to
+ * completion before any regular container starts, so one that needs a sidecar (a proxy, a secret
+ * agent) would wait for it forever. Kubernetes' native sidecars (init containers with
+ * `restartPolicy: Always`) start before later init containers and are left as they are.
+ */
+function initContainerWarnings(input: PodTemplateSpec, podSpec: PodSpec, owner: string): string[] {
+  const initContainers = (input.spec.initContainers ?? []).filter((container) => container.restartPolicy !== 'Always').map((container) => container.name);
+  const sidecars = podSpec.containers.filter((container) => container.role === 'sidecar').map((container) => container.name);
+  if (initContainers.length === 0 || sidecars.length === 0) {
+    return [];
+  }
+  return [
+    `${owner}: init containers ${initContainers.join(', ')} run before sidecars ${sidecars.join(', ')} start, so they cannot use them. ` +
+      'If an init container needs a sidecar, move its work into an app container or run the sidecar as a native sidecar (an init container with restartPolicy: Always).',
+  ];
 }

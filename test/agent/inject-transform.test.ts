@@ -395,3 +395,28 @@ describe('injectTandem', () => {
     expect(() => injectTandem(template([echo], undefined, { restartPolicy: 'Sometimes' }), options(configs))).toThrow(/restartPolicy "Sometimes"/);
   });
 });
+
+describe('init containers and sidecars', () => {
+  const proxy: Container = { name: 'proxy', image: 'proxy', command: ['proxy'], env: [{ name: 'ECI_SIDECAR_CONTAINER', value: 'true' }] };
+  const web: Container = { name: 'web', image: 'web', command: ['web'] };
+
+  it('warns when an init container precedes sidecars', () => {
+    const input = template([proxy, web], undefined, { initContainers: [{ name: 'migrate', image: 'tool', command: ['wget', '127.0.0.1:8080'] }] });
+    const result = injectTandem(input, options());
+    expect(result.status).toBe('injected');
+    const warnings = result.status === 'injected' ? result.warnings : [];
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain('init containers migrate run before sidecars proxy start');
+  });
+
+  it('no warning without own init containers', () => {
+    const result = injectTandem(template([proxy, web]), options());
+    expect(result.status === 'injected' ? result.warnings : undefined).toEqual([]);
+  });
+
+  it('native sidecars need no warning', () => {
+    const input = template([proxy, web], undefined, { initContainers: [{ name: 'mesh', image: 'mesh', command: ['mesh'], restartPolicy: 'Always' }] });
+    const result = injectTandem(input, options());
+    expect(result.status === 'injected' ? result.warnings : undefined).toEqual([]);
+  });
+});
