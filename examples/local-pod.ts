@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { EMPTY_DIR_SEPARATOR } from './podman.js';
 
 /**
  * Turns injected Kubernetes objects into a Pod manifest that `podman kube play` runs as kubelet
@@ -10,7 +11,9 @@ import path from 'node:path';
  *   values only, so long annotations are left out;
  * - it applies restartPolicy Always to init containers too, restarting them after success, so an
  *   Always pod is played with OnFailure. tandem's supervisors still read Always from the pod spec
- *   that the injector wrote.
+ *   that the injector wrote;
+ * - it plays an emptyDir as a named volume called after the volume, shared by every pod that uses
+ *   the name, so emptyDir volumes are renamed after the pod.
  */
 
 /** Maximum length of an annotation value that podman 4.3 accepts. */
@@ -39,13 +42,46 @@ export function podFromObject(object: Json, podName: string): Json {
   if ((spec.restartPolicy ?? 'Always') === 'Always') {
     spec.restartPolicy = 'OnFailure';
   }
-  return {
+  const pod = {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: { name: podName, labels: template.metadata?.labels ?? {}, annotations },
     spec,
   };
+  scopeEmptyDirVolumes(pod, podName);
+  return pod;
 }
+
+/**
+ * Renames the pod's emptyDir volumes to `<podName>--<volume>` in place, and their mounts with them.
+ * podman 4.3 plays an emptyDir as a named volume called after the volume, so two pods that use the
+ * same name share its files, and `podman pod rm` keeps the volume while another pod still uses it.
+ * Returns the new volume names.
+ */
+function scopeEmptyDirVolumes(pod: { spec?: PodSpecVolumes }, podName: string): string[] {
+  const spec = pod.spec ?? {};
+  const renamed = new Map<string, string>();
+  for (const volume of spec.volumes ?? []) {
+    if (volume.emptyDir !== undefined) {
+      renamed.set(volume.name, `${podName}${EMPTY_DIR_SEPARATOR}${volume.name}`);
+      volume.name = `${podName}${EMPTY_DIR_SEPARATOR}${volume.name}`;
+    }
+  }
+  for (const container of [...(spec.initContainers ?? []), ...(spec.containers ?? [])]) {
+    for (const mount of container.volumeMounts ?? []) {
+      mount.name = renamed.get(mount.name) ?? mount.name;
+    }
+  }
+  return [...renamed.values()];
+}
+
+/** The parts of a pod spec that scopeEmptyDirVolumes reads and renames. */
+interface PodSpecVolumes {
+  volumes?: { name: string; emptyDir?: unknown }[];
+  initContainers?: { volumeMounts?: { name: string }[] }[];
+  containers?: { volumeMounts?: { name: string }[] }[];
+}
+
 
 export interface ConfigMapSources {
   configMaps: Json[];

@@ -7,15 +7,22 @@ import { execa } from 'execa';
 import { devRuntimeDir, findRepoRoot, RUNTIME_PATHS } from '../agent/runtime/build.js';
 import { VERSION } from '../agent/version.js';
 import { writeBusyboxRootfs } from './busybox/rootfs.js';
+import { writeDistrolessRootfs } from './distroless/rootfs.js';
+import { writeMuslRootfs } from './musl/rootfs.js';
 
 /**
  * Builds the images that tandem's examples and tests run, offline with podman: busybox from the
- * host's static busybox, a stand-in for hashicorp/http-echo on it, and the tandem image.
+ * host's static busybox, a stand-in for hashicorp/http-echo on it, and the tandem image. The test
+ * images (distroless and musl) are built on request, from programs compiled on the host.
  */
 
 export const BUSYBOX_IMAGE = 'docker.io/library/busybox:latest';
 export const HTTP_ECHO_IMAGE = 'docker.io/hashicorp/http-echo:latest';
 export const TANDEM_IMAGES = [`localhost/tandem:${VERSION}`, 'localhost/tandem:dev'];
+/** Test image with no shell and no libc: only the static program /idle, its ENTRYPOINT. */
+export const DISTROLESS_IMAGE = 'localhost/tandem-test/distroless:latest';
+/** Test image whose only libc is musl: /bin/idle linked with musl-gcc, and busybox for sh. */
+export const MUSL_IMAGE = 'localhost/tandem-test/musl:latest';
 
 /** Image label with the hash of everything a build reads, so an unchanged image is not built again. */
 const INPUTS_LABEL = 'dev.tandem.build-inputs';
@@ -24,6 +31,8 @@ export interface BuildImagesOptions {
   repoRoot: string;
   /** containers.conf(5) for podman, passed as CONTAINERS_CONF. Default: podman's own lookup. */
   containersConf?: string;
+  /** Also builds DISTROLESS_IMAGE and MUSL_IMAGE, which need gcc, libc6-dev and musl-tools. Default: false. */
+  testImages?: boolean;
 }
 
 interface ImageBuild {
@@ -36,7 +45,10 @@ interface ImageBuild {
   ignorefile?: string;
 }
 
-/** Builds the busybox, http-echo and tandem images in that order and returns their names. */
+/**
+ * Builds the busybox, http-echo and tandem images in that order, then the test images when
+ * `testImages` is set, and returns their names.
+ */
 export async function buildImages(options: BuildImagesOptions): Promise<string[]> {
   const podman = podmanRunner(options.containersConf);
   const workDir = path.join(options.repoRoot, 'build', 'images');
@@ -45,7 +57,13 @@ export async function buildImages(options: BuildImagesOptions): Promise<string[]
   const busyboxId = await imageId(podman, BUSYBOX_IMAGE);
   await buildImage(podman, await httpEchoBuild(options.repoRoot, busyboxId));
   await buildImage(podman, await tandemBuild(options.repoRoot, workDir, busyboxId));
-  return [BUSYBOX_IMAGE, HTTP_ECHO_IMAGE, ...TANDEM_IMAGES];
+  const images = [BUSYBOX_IMAGE, HTTP_ECHO_IMAGE, ...TANDEM_IMAGES];
+  if (options.testImages === true) {
+    await buildImage(podman, await distrolessBuild(options.repoRoot, workDir));
+    await buildImage(podman, await muslBuild(options.repoRoot, workDir));
+    images.push(DISTROLESS_IMAGE, MUSL_IMAGE);
+  }
+  return images;
 }
 
 type Podman = (args: string[]) => Promise<string>;
@@ -68,6 +86,22 @@ async function busyboxBuild(repoRoot: string, workDir: string): Promise<ImageBui
   await mkdir(context, { recursive: true });
   await copyFile(path.join(repoRoot, 'images', 'busybox', 'Containerfile'), containerfile);
   return { tags: [BUSYBOX_IMAGE], containerfile, context, inputs: await hashTree(context) };
+}
+
+async function distrolessBuild(repoRoot: string, workDir: string): Promise<ImageBuild> {
+  const context = path.join(workDir, 'distroless');
+  await writeDistrolessRootfs(path.join(context, 'rootfs'), path.join(repoRoot, 'images', 'idle', 'idle.c'));
+  const containerfile = path.join(context, 'Containerfile');
+  await copyFile(path.join(repoRoot, 'images', 'distroless', 'Containerfile'), containerfile);
+  return { tags: [DISTROLESS_IMAGE], containerfile, context, inputs: await hashTree(context) };
+}
+
+async function muslBuild(repoRoot: string, workDir: string): Promise<ImageBuild> {
+  const context = path.join(workDir, 'musl');
+  await writeMuslRootfs(path.join(context, 'rootfs'), path.join(repoRoot, 'images', 'idle', 'idle.c'));
+  const containerfile = path.join(context, 'Containerfile');
+  await copyFile(path.join(repoRoot, 'images', 'musl', 'Containerfile'), containerfile);
+  return { tags: [MUSL_IMAGE], containerfile, context, inputs: await hashTree(context) };
 }
 
 async function httpEchoBuild(repoRoot: string, busyboxId: string): Promise<ImageBuild> {
@@ -161,7 +195,8 @@ async function hashTree(root: string): Promise<string> {
 
 async function main(): Promise<void> {
   const repoRoot = findRepoRoot(fileURLToPath(import.meta.url));
-  const images = await buildImages({ repoRoot, containersConf: process.env.CONTAINERS_CONF });
+  const testImages = process.argv.includes('--test-images');
+  const images = await buildImages({ repoRoot, containersConf: process.env.CONTAINERS_CONF, testImages });
   console.log(`images: ${images.join(', ')}`);
 }
 
