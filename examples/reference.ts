@@ -106,7 +106,7 @@ async function inject(options: ReferenceOptions, file: string, edit?: (object: J
   edit?.(object);
 
   const exampleDir = path.join(options.repoRoot, 'examples', 'reference');
-  const result = await execa('node', [path.join(options.repoRoot, 'dist', 'agent', 'cli.js'), 'inject', '--sidecarset', path.join(exampleDir, 'sidecarset.yaml'), '--image', TANDEM_IMAGE, '-'], {
+  const result = await execa('node', [path.join(options.repoRoot, 'dist', 'agent', 'cli.js'), 'inject', '--no-registry', '--sidecarset', path.join(exampleDir, 'sidecarset.yaml'), '--image', TANDEM_IMAGE, '-'], {
     input: stringify(object),
   });
   options.print(String(result.stderr).trim());

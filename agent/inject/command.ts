@@ -10,6 +10,12 @@ interface InjectCommandOptions {
   image: string;
   namespace: string;
   keepStdlog?: boolean;
+  registryAuth: string[];
+  /** False with --no-registry. */
+  registry: boolean;
+  insecureRegistry: string[];
+  platform: string;
+  registryTimeout: string;
 }
 
 /** Registers `tandem inject`; its implementation loads only when the command runs. */
@@ -25,14 +31,36 @@ export function addInjectCommand(program: Command): void {
     .option('--image <image>', 'image of the tandem-init container, which contains the tandem binary', `localhost/tandem:${VERSION}`)
     .option('--namespace <namespace>', 'namespace of objects that set none, used to match SidecarSets', 'default')
     .option('--keep-stdlog', "keep stdlog CSI volumes instead of replacing them with tandem's log volume")
+    .option(
+      '--registry-auth <file>',
+      'registry credentials: a docker config.json, or a manifest of kubernetes.io/dockerconfigjson pull Secrets; repeat the option for several files',
+      collect,
+      [],
+    )
+    .option('--no-registry', "never read image configs from registries, only from annotations and the local podman store")
+    .option('--insecure-registry <host>', 'registry host[:port] that may be reached over plain HTTP, besides localhost and 127.0.0.0/8; repeat for several', collect, [])
+    .option('--platform <os/arch[/variant]>', 'platform of the nodes, to pick the image from a multi-platform image index', 'linux/amd64')
+    .option('--registry-timeout <seconds>', 'time limit of each registry request, in seconds', '10')
     .action(async (file: string, options: InjectCommandOptions) => {
       const { runInject, injectionTime } = await import('./run.js');
       const { defaultResolvers } = await import('./image-config.js');
       const { InjectError } = await import('./errors.js');
+      const { registryResolverOptions } = await import('./registry/options.js');
 
       let now: Date;
+      let resolvers: ReturnType<typeof defaultResolvers>;
       try {
         now = injectionTime();
+        resolvers = defaultResolvers(
+          options.registry
+            ? await registryResolverOptions({
+                authFiles: options.registryAuth,
+                insecureRegistries: options.insecureRegistry,
+                platform: options.platform,
+                timeoutSeconds: options.registryTimeout,
+              })
+            : false,
+        );
       } catch (error) {
         if (!(error instanceof InjectError)) {
           throw error;
@@ -47,7 +75,7 @@ export function addInjectCommand(program: Command): void {
         {
           stdout: (text) => process.stdout.write(text),
           stderr: (text) => process.stderr.write(text),
-          resolvers: defaultResolvers(),
+          resolvers,
           now,
         },
       );

@@ -1,6 +1,8 @@
 import { execFile } from 'node:child_process';
 import { InjectError } from './errors.js';
 import type { ImageConfig, ImageConfigNeed } from './argv.js';
+import { PullPolicyResolver } from './registry/pull-policy.js';
+import { RegistryResolver, type RegistryResolverOptions } from './registry/resolver.js';
 
 export const ENTRYPOINT_ANNOTATION_PREFIX = 'entrypoint.tandem.dev/';
 export const CMD_ANNOTATION_PREFIX = 'cmd.tandem.dev/';
@@ -14,11 +16,17 @@ export interface ImageConfigRequest {
   annotations: Readonly<Record<string, string>>;
   /** The object that contains the template, for messages. */
   owner: string;
+  /** Namespace of the pod, to match the pull Secrets given with --registry-auth. */
+  namespace?: string;
+  /** Names in the pod's imagePullSecrets, whose credentials the registry resolver tries first. */
+  imagePullSecrets?: readonly string[];
+  /** The container's imagePullPolicy, which decides whether the registry or the local store is asked first. */
+  imagePullPolicy?: string;
 }
 
 export type ImageConfigResult = { found: true; config: ImageConfig } | { found: false; reason: string };
 
-/** One source of image configs. A registry resolver can be added by implementing this. */
+/** One source of image configs. */
 export interface ImageConfigResolver {
   resolve(request: ImageConfigRequest): Promise<ImageConfigResult>;
 }
@@ -167,7 +175,14 @@ export async function resolveImageConfig(request: ImageConfigRequest, resolvers:
   );
 }
 
-/** Returns the resolvers of the CLI: the pod's annotations first, then the local podman store. */
-export function defaultResolvers(): ImageConfigResolver[] {
-  return [new AnnotationResolver(), new PodmanResolver()];
+/**
+ * Returns the resolvers of the CLI. The pod's annotations always win, because they are the user's
+ * explicit statement. The registry and the local podman store follow in the order of the container's
+ * imagePullPolicy (see PullPolicyResolver), or the local store alone when `registry` is false.
+ */
+export function defaultResolvers(registry: RegistryResolverOptions | false = {}): ImageConfigResolver[] {
+  if (registry === false) {
+    return [new AnnotationResolver(), new PodmanResolver()];
+  }
+  return [new AnnotationResolver(), new PullPolicyResolver(new RegistryResolver(registry), new PodmanResolver())];
 }

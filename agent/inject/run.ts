@@ -90,9 +90,15 @@ function collectNamespaceLabels(documents: readonly unknown[]): Map<string, Reco
   return labels;
 }
 
-async function resolveImageConfigs(template: PodTemplateSpec, owner: string, resolvers: readonly ImageConfigResolver[]): Promise<Map<string, ImageConfig>> {
+async function resolveImageConfigs(
+  template: PodTemplateSpec,
+  owner: string,
+  namespace: string,
+  resolvers: readonly ImageConfigResolver[],
+): Promise<Map<string, ImageConfig>> {
   const configs = new Map<string, ImageConfig>();
   const errors: string[] = [];
+  const imagePullSecrets = (template.spec.imagePullSecrets ?? []).flatMap((secret) => (typeof secret.name === 'string' ? [secret.name] : []));
   for (const container of containersNeedingImageConfig(template)) {
     if (typeof container.image !== 'string' || container.image === '') {
       errors.push(`Container ${container.name} in ${owner} has no image. Set its image.`);
@@ -101,7 +107,16 @@ async function resolveImageConfigs(template: PodTemplateSpec, owner: string, res
     const need = imageConfigNeed(container);
     try {
       const config = await resolveImageConfig(
-        { containerName: container.name, image: container.image, need: need === 'none' ? 'entrypoint' : need, annotations: template.metadata?.annotations ?? {}, owner },
+        {
+          containerName: container.name,
+          image: container.image,
+          need: need === 'none' ? 'entrypoint' : need,
+          annotations: template.metadata?.annotations ?? {},
+          owner,
+          namespace,
+          imagePullSecrets,
+          imagePullPolicy: typeof container.imagePullPolicy === 'string' ? container.imagePullPolicy : undefined,
+        },
         resolvers,
       );
       configs.set(container.name, config);
@@ -157,7 +172,7 @@ async function processTemplate(location: PodTemplateLocation, context: Context):
     return;
   }
 
-  const imageConfigs = await resolveImageConfigs(template, owner, context.environment.resolvers);
+  const imageConfigs = await resolveImageConfigs(template, owner, pod.namespace, context.environment.resolvers);
   const result = injectTandem(template, { image: context.options.image, keepStdlog: context.options.keepStdlog, imageConfigs, owner });
   if (result.status !== 'injected') {
     throw new Error(`Internal error: injectTandem returned ${result.status} for ${owner} after the checks in processTemplate.`);
