@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { addInjectCommand } from './inject/command.js';
 import { addInstallCommand } from './runtime/command.js';
+import { addWebhookCommand } from './webhook/command.js';
 import { addSupervisorCommands } from '../supervisor/command.js';
 import { VERSION } from './version.js';
 
@@ -19,6 +20,7 @@ export function createProgram(): Command {
   addSupervisorCommands(program);
   addInjectCommand(program);
   addInstallCommand(program);
+  addWebhookCommand(program);
   return program;
 }
 

@@ -90,7 +90,8 @@ function collectNamespaceLabels(documents: readonly unknown[]): Map<string, Reco
   return labels;
 }
 
-async function resolveImageConfigs(
+/** Resolves the image config of every container that sets no command, collecting every error before it throws. */
+export async function resolveImageConfigs(
   template: PodTemplateSpec,
   owner: string,
   namespace: string,
