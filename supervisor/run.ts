@@ -265,8 +265,8 @@ async function finishCommand(run: CommandRun, config: SupervisorConfig, context:
     return { exitCode: exit.exitCode, spawnFailed: true };
   }
   if (run.stopReason !== undefined && context?.self.role === 'sidecar') {
-    const how = exit.signal ? `terminated by signal ${signalExitCode(exit.signal) - 128} on request` : `exited with code ${exit.exitCode} on request`;
-    log.info({ event: 'exited', rawExitCode: exit.exitCode, signal: exit.signal, exitCode: ExitCode.stoppedOnRequest }, `${config.name} ${how}; the container exits 0`);
+    const ending = exit.signal ? `terminated by signal ${signalExitCode(exit.signal) - 128} on request` : `exited with code ${exit.exitCode} on request`;
+    log.info({ event: 'exited', rawExitCode: exit.exitCode, signal: exit.signal, exitCode: ExitCode.stoppedOnRequest }, `${config.name} ${ending}; the container exits 0`);
     return { exitCode: ExitCode.stoppedOnRequest, rawExitCode: exit.exitCode, signal: exit.signal };
   }
   log.info({ event: 'exited', exitCode: exit.exitCode, signal: exit.signal }, `${run.command} exited with code ${exit.exitCode}`);

@@ -4,12 +4,14 @@ import { InjectError } from './errors.js';
 import { resolveImageConfig, type ImageConfigResolver } from './image-config.js';
 import { formatManifests, parseManifestDocuments, parseManifests, readManifestText, type ManifestDocument } from './io.js';
 import { describeObject, isRecord, requireKubernetesObject, type KubeObject, type PodTemplateSpec } from './k8s.js';
+import { isNamespaceInjectionDisabled } from './namespace.js';
+import { restrictedRegressionWarning } from './pod-security.js';
 import { applySidecarSets } from './sidecarset/apply.js';
 import { loadSidecarSets } from './sidecarset/load.js';
 import { sidecarSetMatchesPod, type NamespaceLabels } from './sidecarset/match.js';
 import type { LoadedSidecarSet } from './sidecarset/types.js';
 import { findPodTemplates, type PodTemplateLocation } from './templates.js';
-import { containersNeedingImageConfig, injectTandem, isInjectionDisabled, isTandemInjected, LOGS_VOLUME } from './transform.js';
+import { containersNeedingImageConfig, INJECT_ANNOTATION, injectTandem, isInjectionDisabled, isTandemInjected, LOGS_VOLUME } from './transform.js';
 
 export interface InjectOptions {
   /** Manifest file, or `-` for standard input. */
@@ -172,6 +174,12 @@ async function processTemplate(location: PodTemplateLocation, context: Context):
     context.report.push(`${owner}: tandem not injected, the pod template sets tandem.dev/inject: disabled`);
     return;
   }
+  // The pod's own `enabled` annotation overrides a disabled namespace.
+  if (template.metadata?.annotations?.[INJECT_ANNOTATION] === undefined && isNamespaceInjectionDisabled(pod.namespace, context.namespaceLabels)) {
+    location.write(template);
+    context.report.push(`${owner}: tandem not injected, namespace ${pod.namespace} has the label tandem.dev/inject: disabled`);
+    return;
+  }
 
   const imageConfigs = await resolveImageConfigs(template, owner, pod.namespace, context.environment.resolvers);
   const result = injectTandem(template, { image: context.options.image, keepStdlog: context.options.keepStdlog, imageConfigs, owner });
@@ -217,7 +225,12 @@ async function processObject(object: KubeObject, context: Context): Promise<stri
   const errors: string[] = [];
   for (const location of locations) {
     try {
+      const before = structuredClone(location.read().spec);
       await processTemplate(location, context);
+      const warning = restrictedRegressionWarning(before, location.read().spec, location.owner);
+      if (warning !== undefined) {
+        context.warnings.push(warning);
+      }
     } catch (error) {
       if (!(error instanceof InjectError)) {
         throw error;

@@ -4,7 +4,7 @@ import { ExitCode, signalExitCode } from '../exit-codes.js';
 /** The running command: its process and the pipes of its output. */
 export type Child = ResultPromise<{ stdin: 'inherit'; stdout: 'pipe'; stderr: 'pipe'; buffer: false; reject: false; encoding: 'buffer' }>;
 
-/** How the command ended, with the code the supervisor reports for it. */
+/** The end of the command: the code the supervisor reports, and the signal or spawn error behind it. */
 export interface ChildExit {
   exitCode: number;
   /** Set when a signal killed the command. */
@@ -34,15 +34,15 @@ export function spawnChild(command: string, args: readonly string[], env: NodeJS
     cleanup: false,
     forceKillAfterDelay: false,
   });
-  // execa's promise settles only when the output pipes close, which a background process can
-  // delay forever; the supervisor follows the process's own exit instead (see waitForExit).
+  // execa's promise settles only when the output pipes close, and a background process can delay
+  // that forever. The supervisor therefore follows the process's own exit (see waitForExit).
   void child.catch(() => undefined);
   return child;
 }
 
 /**
  * Waits for the command's process to end and maps its status to the code the supervisor returns.
- * It resolves at exit(2), even when a descendant still holds the output pipes open.
+ * It resolves at exit(2), even when a descendant keeps the output pipes open.
  */
 export function waitForExit(child: Child, command: string): Promise<ChildExit> {
   return new Promise((resolve) => {

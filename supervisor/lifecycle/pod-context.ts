@@ -7,7 +7,7 @@ import { RecordStore } from '../protocol/store.js';
 import type { SupervisorConfig } from '../config/options.js';
 import { parseReadiness, type Readiness } from './readiness-spec.js';
 
-/** What a supervisor knows about its pod: the pod spec, the other containers' records and its own. */
+/** A supervisor's view of its pod: the pod spec, the other containers' records and its own. */
 export interface PodContext {
   pod: PodSpec;
   self: PodContainer;

@@ -69,13 +69,13 @@ function intervalMs(readiness: Readiness): number {
  * passes for a command that is gone, so a stale success cannot release the apps.
  */
 export async function waitUntilReady(readiness: Readiness, exited: Promise<unknown>, env: NodeJS.ProcessEnv): Promise<boolean> {
-  let gone = false;
+  let commandExited = false;
   void exited.then(() => {
-    gone = true;
+    commandExited = true;
   });
 
-  while (!gone) {
-    if ((await checkReadiness(readiness, env)) && !gone) {
+  while (!commandExited) {
+    if ((await checkReadiness(readiness, env)) && !commandExited) {
       return true;
     }
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, intervalMs(readiness)))]);

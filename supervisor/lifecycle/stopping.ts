@@ -5,7 +5,7 @@ import type { Logger } from '../log.js';
 import type { PodContext } from './pod-context.js';
 import { allExited, containersToOutlive, stopDeadline } from './stop-order.js';
 
-/** What started a stop: a stop signal from the container runtime, or the end of the pod's apps. */
+/** Cause of a stop: a stop signal from the container runtime, or the end of the pod's apps. */
 export type StopTrigger = 'signal' | 'apps-finished';
 
 /**
