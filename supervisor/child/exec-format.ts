@@ -25,7 +25,7 @@ function resolveCommand(command: string, env: NodeJS.ProcessEnv): string | undef
 /**
  * Returns an error message when the command is a readable file that is neither an ELF binary nor
  * a script with `#!`. glibc's execvp, which Node.js uses, runs such a file with /bin/sh, while a
- * container runtime fails it with "exec format error"; the supervisor keeps the runtime's answer.
+ * container runtime fails it with "exec format error". The supervisor reports what the runtime would.
  * Returns undefined when the file looks executable or cannot be read (spawn reports that).
  */
 export function execFormatError(command: string, env: NodeJS.ProcessEnv): string | undefined {
