@@ -20,15 +20,30 @@ export class Podman {
     writeFileSync(this.containersConf, '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]\n\n[engine]\nruntime = "runc"\n');
   }
 
+  /** Set by shutdown(): later commands are rejected so that nothing new starts during cleanup. */
+  closed = false;
+  private readonly inFlight = new Set<Promise<unknown>>();
+
+  /** Rejects new commands and waits for the running ones, before an interrupted run cleans up. */
+  async shutdown(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.inFlight]);
+  }
+
   /** Runs a podman command and returns its stdout; a failure throws with podman's stderr. */
   async run(args: readonly string[], input?: string): Promise<string> {
+    if (this.closed) {
+      throw new Error(`podman ${args[0]} not started: the run was interrupted.`);
+    }
     // conmon writes an `oom` marker file into its working directory when a container is OOM-killed.
-    const result = await execa('podman', args, {
+    const running = execa('podman', args, {
       env: { CONTAINERS_CONF: this.containersConf },
       cwd: this.workDir,
       input,
       reject: false,
     });
+    this.inFlight.add(running);
+    const result = await running.finally(() => this.inFlight.delete(running));
     if (result.exitCode !== 0) {
       throw new Error(`podman ${args.join(' ')} failed with code ${result.exitCode}: ${String(result.stderr).trim()}`);
     }

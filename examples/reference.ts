@@ -137,11 +137,36 @@ export async function prepare(options: ReferenceOptions): Promise<Podman> {
   return podman;
 }
 
+/** Names of every pod the example plays, so that an interrupted run can remove them. */
+const EXAMPLE_PODS = ['echo-server', 'echo-job-exit-0', 'echo-job-exit-3'];
+
 async function main(): Promise<void> {
   const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
   const options: ReferenceOptions = { repoRoot, workDir: path.join(repoRoot, 'build', 'example'), print: (line) => console.log(line) };
   const podman = await prepare(options);
 
+  // Ctrl-C lets the running podman command finish, then removes the pods and their volumes and
+  // exits with 130, as a shell reports SIGINT.
+  process.once('SIGINT', () => {
+    console.log('\ninterrupted: removing the example pods ...');
+    void podman
+      .shutdown()
+      .then(() => Promise.all(EXAMPLE_PODS.map((podName) => podman.removePod(podName))))
+      .finally(() => process.exit(130));
+  });
+
+  try {
+    await runSteps(options, podman);
+  } catch (error) {
+    // An interrupted run ends through the SIGINT handler; its failing steps are expected.
+    if (!podman.closed) {
+      throw error;
+    }
+    await new Promise(() => undefined);
+  }
+}
+
+async function runSteps(options: ReferenceOptions, podman: Podman): Promise<void> {
   await runDeployment(options, podman);
   for (const exitCode of [0, 3]) {
     const report = await runJob(options, podman, exitCode);
