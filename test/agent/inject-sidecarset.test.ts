@@ -182,8 +182,8 @@ describe('SidecarSet loading', () => {
     expect(() => sidecarSet('s', { containers: [{ ...app, shareVolumePolicy: { type: 'Enabled' } }] })).toThrow(/"Enabled", expected enabled or disabled/);
   });
 
-  it('rejects hot upgrade for now', () => {
-    expect(() => sidecarSet('s', { containers: [{ ...app, upgradeStrategy: { upgradeType: 'HotUpgrade' } }] })).toThrow(/HotUpgrade is not supported/);
+  it('rejects hot upgrade without an empty image', () => {
+    expect(() => sidecarSet('s', { containers: [{ ...app, upgradeStrategy: { upgradeType: 'HotUpgrade' } }] })).toThrow(/requires upgradeStrategy.hotUpgradeEmptyImage/);
   });
 
   it('rejects a file without SidecarSets', () => {

@@ -3,6 +3,7 @@ import { setInitContainers, type Container, type EnvVar, type KubePodSpec, type 
 import { applyPatchPodMetadata, formatKubeTime, formatUpgradeSpecs, INJECTED_LIST_ANNOTATION, parseUpgradeSpecs } from './annotations.js';
 import { compareKeys } from './go-json.js';
 import { HASH_ANNOTATION, HASH_WITHOUT_IMAGE_ANNOTATION, isNativeSidecar, sidecarSetHash, sidecarSetHashWithoutImage } from './hash.js';
+import { buildHotUpgradeSlots, formatWorkingSlots, isHotUpgrade, parseWorkingSlots, WORKING_HOT_UPGRADE_ANNOTATION } from './hot-upgrade.js';
 import { SIDECAR_ONLY_FIELDS, type PodInjectPolicy, type SidecarContainer, type SidecarSet, type TransferEnvVar } from './types.js';
 
 /** Env variable that Kruise adds to every container it injects. */
@@ -223,7 +224,8 @@ function checkNameConflicts(sidecarSets: readonly SidecarSet[], owner: string): 
  * sorted by name after the pod's own, and containers before or after the app containers. It adds
  * the SidecarSet volumes the sidecars mount (a pod volume of the same name wins), pull secrets,
  * and the annotations `kruise.io/sidecarset-hash`, `kruise.io/sidecarset-hash-without-image` and
- * `kruise.io/sidecarset-injected-list`. `matched` must already be filtered by selector and
+ * `kruise.io/sidecarset-injected-list`. A HotUpgrade container is injected as two slots with the
+ * version and working-slot annotations (see hot-upgrade.ts). `matched` must already be filtered by selector and
  * namespace. The input is not changed.
  */
 export function applySidecarSets(input: PodTemplateSpec, matched: readonly SidecarSet[], now: Date, owner: string, warnings: string[]): SidecarSetResult {
@@ -249,6 +251,9 @@ export function applySidecarSets(input: PodTemplateSpec, matched: readonly Sidec
   const listText = annotations[INJECTED_LIST_ANNOTATION];
   const injectedList = new Set(listText ? listText.split(',') : []);
   const timestamp = formatKubeTime(now);
+  // Set by the first hot-upgrade container, so a pod without one keeps its annotations as they are.
+  let workingSlots: Map<string, string> | undefined;
+  const hotUpgradeAnnotations: Record<string, string> = {};
 
   const containers: Injected[] = [];
   const initContainers: Injected[] = [];
@@ -278,10 +283,20 @@ export function applySidecarSets(input: PodTemplateSpec, matched: readonly Sidec
     }
     secrets.push(...structuredClone(sidecarSet.spec.imagePullSecrets ?? []));
 
+    // sidecarList names the SidecarSet container even when hot upgrade injects it as two slots.
     for (const sidecar of sidecarSet.spec.containers ?? []) {
       sidecarList.add(sidecar.name);
       collectVolumes(sidecar);
-      containers.push({ container: buildSidecar(sidecar, template, warnings, where), policy: sidecar.podInjectPolicy || 'BeforeAppContainer' });
+      const policy = sidecar.podInjectPolicy || 'BeforeAppContainer';
+      const built = buildSidecar(sidecar, template, warnings, where);
+      if (isHotUpgrade(sidecar)) {
+        workingSlots ??= parseWorkingSlots(annotations[WORKING_HOT_UPGRADE_ANNOTATION], warnings, owner);
+        for (const slot of buildHotUpgradeSlots(built, sidecar, hotUpgradeAnnotations, workingSlots)) {
+          containers.push({ container: slot, policy });
+        }
+      } else {
+        containers.push({ container: built, policy });
+      }
     }
 
     // Every SidecarSet has a container or an init container (the loader checks), so it injects.
@@ -324,6 +339,10 @@ export function applySidecarSets(input: PodTemplateSpec, matched: readonly Sidec
   annotations[HASH_ANNOTATION] = formatUpgradeSpecs(hashes);
   annotations[HASH_WITHOUT_IMAGE_ANNOTATION] = formatUpgradeSpecs(hashesWithoutImage);
   annotations[INJECTED_LIST_ANNOTATION] = [...injectedList].sort().join(',');
+  if (workingSlots !== undefined) {
+    Object.assign(annotations, hotUpgradeAnnotations);
+    annotations[WORKING_HOT_UPGRADE_ANNOTATION] = formatWorkingSlots(workingSlots);
+  }
   template.metadata.annotations = annotations;
 
   report.containers = containers.map(({ container }) => container.name);

@@ -27,10 +27,23 @@ function validateContainer(container: unknown, field: string, volumeNames: Reado
     throw new InjectError(`Invalid ${at}: shareVolumePolicy.type ${JSON.stringify(shareType)}, expected enabled or disabled (lower case, as Kruise requires).`);
   }
 
-  // TODO: hot upgrade runs two slots of the sidecar, name-1 and name-2. tandem does not inject them yet.
   if (sidecar.upgradeStrategy?.upgradeType === 'HotUpgrade') {
-    throw new InjectError(`Unsupported ${at}: upgradeStrategy HotUpgrade is not supported by tandem inject yet. Use ColdUpgrade.`);
+    // NOTE: older Kruise webhooks inject an init container once and ignore its upgradeStrategy,
+    // and newer ones split a native sidecar init container into two slots. tandem rejects both.
+    if (field.startsWith('spec.initContainers')) {
+      throw new InjectError(`Unsupported ${at}: tandem inject supports upgradeStrategy HotUpgrade on spec.containers only. Use ColdUpgrade or move the container to spec.containers.`);
+    }
+    // Kruise's SidecarSet webhook accepts a missing empty image, but the pod it injects then has a
+    // container without an image, which the API server rejects.
+    const emptyImage = sidecar.upgradeStrategy?.hotUpgradeEmptyImage;
+    if (typeof emptyImage !== 'string' || emptyImage === '') {
+      throw new InjectError(
+        `Invalid ${at}: upgradeStrategy HotUpgrade requires upgradeStrategy.hotUpgradeEmptyImage, the image that runs in the idle slot ${sidecar.name}-2. ` +
+          'Set it to an image with the same command that does no work.',
+      );
+    }
   }
+
   const deviceShare = (container.shareVolumeDevicePolicy as { type?: string } | undefined)?.type;
   if (deviceShare !== undefined && deviceShare !== 'disabled') {
     throw new InjectError(`Unsupported ${at}: shareVolumeDevicePolicy is not supported by tandem inject. Remove it.`);
