@@ -19,6 +19,16 @@ interface WebhookFlags {
   maxRequestBytes: number;
   shutdownDelay: number;
   logLevel: LogLevel;
+  registryAuth: string[];
+  /** False with --no-registry. */
+  registry: boolean;
+  insecureRegistry: string[];
+  platform: string;
+  registryTimeout: string;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }
 
 interface CertsFlags {
@@ -69,8 +79,33 @@ export function addWebhookCommand(program: Command): void {
         .default(0, '0s'),
     )
     .addOption(new Option('--log-level <level>', 'level of the JSON logs on stderr').env('TANDEM_LOG_LEVEL').argParser(parseLogLevel).default('info'))
+    .option(
+      '--registry-auth <file>',
+      'registry credentials for image config lookups: a docker config.json or a manifest of kubernetes.io/dockerconfigjson Secrets, mounted into the pod; repeat for several',
+      collect,
+      [],
+    )
+    .option('--no-registry', 'never read image configs from registries, only from the entrypoint.tandem.dev annotations')
+    .option('--insecure-registry <host>', 'registry host[:port] that may be reached over plain HTTP; repeat for several', collect, [])
+    .option('--platform <os/arch[/variant]>', 'platform of the nodes, to pick the image from a multi-platform image index', 'linux/amd64')
+    // The API server gives a webhook call 5 s by default (timeoutSeconds in deploy/), so a lookup must end sooner.
+    .option('--registry-timeout <seconds>', 'time limit of each registry request, in seconds', '3')
     .action(async (flags: WebhookFlags) => {
-      const [{ runWebhook }, { createLogger }] = await Promise.all([import('./run.js'), import('../../supervisor/log.js')]);
+      const [{ runWebhook }, { createLogger }, { registryResolverOptions }] = await Promise.all([
+        import('./run.js'),
+        import('../../supervisor/log.js'),
+        import('../inject/registry/options.js'),
+      ]);
+      let registry: Awaited<ReturnType<typeof registryResolverOptions>> | false;
+      try {
+        registry = flags.registry
+          ? await registryResolverOptions({ authFiles: flags.registryAuth, insecureRegistries: flags.insecureRegistry, platform: flags.platform, timeoutSeconds: flags.registryTimeout })
+          : false;
+      } catch (error) {
+        process.stderr.write(`tandem webhook: ${(error as Error).message}\n`);
+        process.exitCode = 2;
+        return;
+      }
       process.exitCode = await runWebhook(
         {
           host: flags.host,
@@ -81,6 +116,7 @@ export function addWebhookCommand(program: Command): void {
           keepStdlog: flags.keepStdlog === true,
           maxRequestBytes: flags.maxRequestBytes,
           shutdownDelayMs: flags.shutdownDelay,
+          registry,
         },
         createLogger(flags.logLevel, { command: 'webhook' }),
       );

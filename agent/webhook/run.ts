@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '../../supervisor/log.js';
-import { AnnotationResolver } from '../inject/image-config.js';
+import { AnnotationResolver, type ImageConfigResolver } from '../inject/image-config.js';
+import { RegistryResolver, type RegistryResolverOptions } from '../inject/registry/resolver.js';
 import { WebhookError } from './errors.js';
 import { startWebhookServer } from './server.js';
 
@@ -14,6 +15,8 @@ export interface WebhookOptions {
   maxRequestBytes: number;
   /** Time between SIGTERM and closing the listener, while /readyz already fails. */
   shutdownDelayMs: number;
+  /** Registry lookups of image configs, or false to read the annotations only. */
+  registry: RegistryResolverOptions | false;
 }
 
 /**
@@ -27,8 +30,10 @@ const DRAIN_TIMEOUT_MS = 20_000;
  * Runs `tandem webhook` until SIGTERM or SIGINT, and returns the exit code: 0 after a clean stop,
  * 1 when the server could not start or requests were still open at the drain timeout.
  *
- * Image configs come from the pod's annotations only. The local image store that `tandem inject`
- * also reads does not exist in a cluster, and the webhook never pulls images.
+ * Image configs come from the pod's annotations, then from the image's registry. The local image
+ * store that `tandem inject` also reads does not exist in a cluster. The pod's own imagePullSecrets
+ * cannot be read without API access, so private registries need credentials mounted into the
+ * webhook's pod (`--registry-auth`).
  */
 export async function runWebhook(options: WebhookOptions, logger: Logger): Promise<number> {
   // Handlers go in first, so that a SIGTERM during the start still leads to a clean stop.
@@ -45,7 +50,7 @@ export async function runWebhook(options: WebhookOptions, logger: Logger): Promi
       certFile: options.certFile,
       keyFile: options.keyFile,
       maxRequestBytes: options.maxRequestBytes,
-      mutation: { image: options.image, keepStdlog: options.keepStdlog, resolvers: [new AnnotationResolver()] },
+      mutation: { image: options.image, keepStdlog: options.keepStdlog, resolvers: webhookResolvers(options.registry) },
       logger,
     });
   } catch (error) {
@@ -72,4 +77,8 @@ export async function runWebhook(options: WebhookOptions, logger: Logger): Promi
   }
   logger.info({ event: 'stopped' }, 'tandem webhook stopped');
   return 0;
+}
+
+function webhookResolvers(registry: RegistryResolverOptions | false): ImageConfigResolver[] {
+  return registry === false ? [new AnnotationResolver()] : [new AnnotationResolver(), new RegistryResolver(registry)];
 }

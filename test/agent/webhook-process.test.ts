@@ -185,3 +185,11 @@ describe('tandem webhook process', () => {
     expect(child.stderr).toContain("option '--port <port>' argument '70000' is invalid. Expected a TCP port from 0 to 65535");
   });
 });
+
+describe('webhook registry options', () => {
+  it('invalid registry timeout exits 2', () => {
+    const child = spawnSync(process.execPath, [CLI, 'webhook', '--registry-timeout', '0'], { encoding: 'utf8', timeout: 30_000 });
+    expect(child.status).toBe(2);
+    expect(child.stderr).toContain('Invalid --registry-timeout "0"');
+  });
+});
