@@ -195,6 +195,7 @@ export function injectTandem(input: PodTemplateSpec, options: TransformOptions):
       String(entry.priority),
       '--shared-dir',
       SHARED_DIR,
+      ...stopSignalArgs(container),
       '--',
     ];
     return wrapContainer(container, command, argv);
@@ -210,6 +211,16 @@ export function injectTandem(input: PodTemplateSpec, options: TransformOptions):
   template.spec.volumes = [...(template.spec.volumes ?? []), ...volumes];
 
   return { status: 'injected', template, podSpec, removedStdlogVolumes, warnings: initContainerWarnings(input, podSpec, owner) };
+}
+
+/**
+ * Passes the container's `lifecycle.stopSignal` (Kubernetes 1.33 and later) to the supervisor, which
+ * then sends that signal to the command when it stops it. The runtime sends the signal to PID 1,
+ * which is tandem's now, so without this the command would get SIGTERM.
+ */
+function stopSignalArgs(container: Container): string[] {
+  const lifecycle = container.lifecycle as { stopSignal?: unknown } | undefined;
+  return typeof lifecycle?.stopSignal === 'string' && lifecycle.stopSignal !== '' ? ['--stop-signal', lifecycle.stopSignal] : [];
 }
 
 /**

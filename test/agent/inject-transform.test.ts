@@ -420,3 +420,17 @@ describe('init containers and sidecars', () => {
     expect(result.status === 'injected' ? result.warnings : undefined).toEqual([]);
   });
 });
+
+describe('stop signal', () => {
+  it('passes lifecycle.stopSignal to the supervisor', () => {
+    const result = injected(template([{ name: 'nginx', image: 'nginx', command: ['nginx'], lifecycle: { stopSignal: 'SIGQUIT' } }]));
+    const command = result.template.spec.containers[0]!.command!;
+    expect(command.slice(command.indexOf('--stop-signal'), command.indexOf('--stop-signal') + 2)).toEqual(['--stop-signal', 'SIGQUIT']);
+    expect(command.at(-1)).toBe('--');
+  });
+
+  it('adds no stop signal by default', () => {
+    const result = injected(template([{ name: 'web', image: 'web', command: ['web'] }]));
+    expect(result.template.spec.containers[0]!.command).not.toContain('--stop-signal');
+  });
+});
