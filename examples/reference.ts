@@ -28,6 +28,8 @@ export interface DeploymentReport {
 
 export interface JobReport {
   requestedExitCode: number;
+  /** `tandem status` while the worker ran. */
+  runningStatus: string;
   containers: PodContainerState[];
   /** Time from the worker's exit to the sidecar's, from the supervisors' records. */
   sidecarStopMs: number;
@@ -82,6 +84,13 @@ export async function runJob(options: ReferenceOptions, podman: Podman, exitCode
   });
   await playInjected(options, podman, injected, podName);
 
+  // While the worker runs, the sidecar shows both containers as the records describe them.
+  const running = await poll('the worker to run', 30_000, async () => {
+    const table = await podman.exec(`${podName}-filebeat`, ['/tandem/bin/tandem', 'status']);
+    return /worker\s+app\s+\S+\s+running/.test(table) ? table : undefined;
+  });
+  print(`\n$ tandem status   # in ${podName}, while the worker runs\n${running.trimEnd()}`);
+
   const containers = await poll('every container of the Job pod to exit', 60_000, async () => {
     const states = await podman.containers(podName);
     return states.length === 2 && states.every((state) => state.state === 'exited') ? states : undefined;
@@ -96,7 +105,7 @@ export async function runJob(options: ReferenceOptions, podman: Podman, exitCode
   print(`\nJob pod ${podName}: ${containers.map((state) => `${state.name} exited ${state.exitCode}`).join(', ')}; filebeat stopped ${sidecarExit - workerExit} ms after the worker`);
   print(status.trimEnd());
   await podman.removePod(podName);
-  return { requestedExitCode: exitCode, containers, sidecarStopMs: sidecarExit - workerExit, status };
+  return { requestedExitCode: exitCode, runningStatus: running, containers, sidecarStopMs: sidecarExit - workerExit, status };
 }
 
 /** Applies the example's SidecarSet and tandem to one manifest of the example, as a virtual node would see it. */

@@ -36,6 +36,7 @@ describe('reference example in a podman pod', () => {
 
     expect(worker?.exitCode).toBe(exitCode);
     expect(sidecar?.exitCode).toBe(0);
+    expect(report.runningStatus).toMatch(/filebeat\s+sidecar\s+1\s+ready\s+true/);
     expect(report.sidecarStopMs).toBeGreaterThanOrEqual(0);
     expect(report.sidecarStopMs).toBeLessThan(3000);
     console.log(`Job exit ${exitCode}: filebeat stopped ${report.sidecarStopMs} ms after the worker`);
