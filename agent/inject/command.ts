@@ -1,26 +1,21 @@
 import type { Command } from 'commander';
 import { VERSION } from '../version.js';
+import { addRegistryOptions, type RegistryFlags } from './registry/flags.js';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
-interface InjectCommandOptions {
+interface InjectCommandOptions extends RegistryFlags {
   sidecarset: string[];
   image: string;
   namespace: string;
   keepStdlog?: boolean;
-  registryAuth: string[];
-  /** False with --no-registry. */
-  registry: boolean;
-  insecureRegistry: string[];
-  platform: string;
-  registryTimeout: string;
 }
 
 /** Registers `tandem inject`; its implementation loads only when the command runs. */
 export function addInjectCommand(program: Command): void {
-  program
+  const inject = program
     .command('inject')
     .description(
       'Apply OpenKruise SidecarSets to the pod templates of Kubernetes manifests as Kruise would, then run every container ' +
@@ -30,17 +25,8 @@ export function addInjectCommand(program: Command): void {
     .option('--sidecarset <file>', 'OpenKruise SidecarSet manifest to apply first; repeat the option for several files', collect, [])
     .option('--image <image>', 'image of the tandem-init container, which contains the tandem binary', `localhost/tandem:${VERSION}`)
     .option('--namespace <namespace>', 'namespace of objects that set none, used to match SidecarSets', 'default')
-    .option('--keep-stdlog', "keep stdlog CSI volumes instead of replacing them with tandem's log volume")
-    .option(
-      '--registry-auth <file>',
-      'registry credentials: a docker config.json, or a manifest of kubernetes.io/dockerconfigjson pull Secrets; repeat the option for several files',
-      collect,
-      [],
-    )
-    .option('--no-registry', "never read image configs from registries, only from annotations and the local podman store")
-    .option('--insecure-registry <host>', 'registry host[:port] that may be reached over plain HTTP, besides localhost and 127.0.0.0/8; repeat for several', collect, [])
-    .option('--platform <os/arch[/variant]>', 'platform of the nodes, to pick the image from a multi-platform image index', 'linux/amd64')
-    .option('--registry-timeout <seconds>', 'time limit of each registry request, in seconds', '10')
+    .option('--keep-stdlog', "keep stdlog CSI volumes instead of replacing them with tandem's log volume");
+  addRegistryOptions(inject, { noRegistryHelp: 'never read image configs from registries, only from annotations and the local podman store', defaultTimeoutSeconds: '10' })
     .action(async (file: string, options: InjectCommandOptions) => {
       const { runInject, injectionTime } = await import('./run.js');
       const { defaultResolvers } = await import('./image-config.js');

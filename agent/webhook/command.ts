@@ -2,6 +2,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { LogLevel } from '../../supervisor/log-levels.js';
 import { parseByteSize, parseDurationMs, parseLogLevel, parsePositiveInteger } from '../../supervisor/config/parse.js';
 import { VERSION } from '../version.js';
+import { addRegistryOptions, type RegistryFlags } from '../inject/registry/flags.js';
 
 /** Mount path of the TLS Secret in the Deployment of deploy/base. */
 const DEFAULT_TLS_DIR = '/etc/tandem-webhook/tls';
@@ -9,7 +10,7 @@ const DEFAULT_PORT = 8443;
 /** 3 MiB, as DEFAULT_MAX_REQUEST_BYTES in server.ts, repeated so that help text needs no server code. */
 const DEFAULT_MAX_REQUEST_BYTES = '3Mi';
 
-interface WebhookFlags {
+interface WebhookFlags extends RegistryFlags {
   host?: string;
   port: number;
   tlsCert: string;
@@ -19,16 +20,6 @@ interface WebhookFlags {
   maxRequestBytes: number;
   shutdownDelay: number;
   logLevel: LogLevel;
-  registryAuth: string[];
-  /** False with --no-registry. */
-  registry: boolean;
-  insecureRegistry: string[];
-  platform: string;
-  registryTimeout: string;
-}
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
 }
 
 interface CertsFlags {
@@ -78,18 +69,9 @@ export function addWebhookCommand(program: Command): void {
         .argParser(parseDurationMs)
         .default(0, '0s'),
     )
-    .addOption(new Option('--log-level <level>', 'level of the JSON logs on stderr').env('TANDEM_LOG_LEVEL').argParser(parseLogLevel).default('info'))
-    .option(
-      '--registry-auth <file>',
-      'registry credentials for image config lookups: a docker config.json or a manifest of kubernetes.io/dockerconfigjson Secrets, mounted into the pod; repeat for several',
-      collect,
-      [],
-    )
-    .option('--no-registry', 'never read image configs from registries, only from the entrypoint.tandem.dev annotations')
-    .option('--insecure-registry <host>', 'registry host[:port] that may be reached over plain HTTP; repeat for several', collect, [])
-    .option('--platform <os/arch[/variant]>', 'platform of the nodes, to pick the image from a multi-platform image index', 'linux/amd64')
-    // The API server gives a webhook call 5 s by default (timeoutSeconds in deploy/), so a lookup must end sooner.
-    .option('--registry-timeout <seconds>', 'time limit of each registry request, in seconds', '3')
+    .addOption(new Option('--log-level <level>', 'level of the JSON logs on stderr').env('TANDEM_LOG_LEVEL').argParser(parseLogLevel).default('info'));
+  // The API server gives a webhook call 5 s by default (timeoutSeconds in deploy/), so a registry lookup must end sooner.
+  addRegistryOptions(webhook, { noRegistryHelp: 'never read image configs from registries, only from the entrypoint.tandem.dev annotations', defaultTimeoutSeconds: '3' })
     .action(async (flags: WebhookFlags) => {
       const [{ runWebhook }, { createLogger }, { registryResolverOptions }] = await Promise.all([
         import('./run.js'),
