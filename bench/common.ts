@@ -31,12 +31,12 @@ export interface Result {
   meets?: boolean;
 }
 
-/** Whether the process was started with `--quick`, the short mode of the smoke test. */
+/** Reports whether the process was started with `--quick`, the short mode of the smoke test. */
 export function isQuick(argv: readonly string[] = process.argv): boolean {
   return argv.includes('--quick');
 }
 
-/** Whether the module at `moduleUrl` is the script that Node.js was started with. */
+/** Reports whether the module at `moduleUrl` is the script that Node.js was started with. */
 export function isMain(moduleUrl: string): boolean {
   return process.argv[1] !== undefined && pathToFileURL(path.resolve(process.argv[1])).href === moduleUrl;
 }
@@ -60,7 +60,10 @@ export function formatNumber(value: number, digits = 1): string {
 export function markdownTable(results: readonly Result[]): string {
   const lines = ['| benchmark | measurement | result | target | meets target |', '|---|---|---|---|---|'];
   for (const result of results) {
-    const meets = result.meets === undefined ? '' : result.meets ? 'yes' : 'no';
+    let meets = '';
+    if (result.meets !== undefined) {
+      meets = result.meets ? 'yes' : 'no';
+    }
     lines.push(`| ${result.benchmark} | ${result.measurement} | ${formatNumber(result.value)} ${result.unit} | ${result.target} | ${meets} |`);
   }
   return lines.join('\n');
