@@ -5,24 +5,40 @@ import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { delay, isAlive, logEvents, makeSharedDir, superviseArgs, tandem, waitForOutput, writePod } from '../support/tandem.js';
 
+async function remountReadOnly(mountPoint: string): Promise<void> {
+  for (let attempt = 0; ; attempt += 1) {
+    const result = await execa('mount', ['-o', 'remount,ro', mountPoint], { reject: false });
+    if (result.exitCode === 0) {
+      return;
+    }
+    if (attempt === 20) {
+      throw new Error(`remounting ${mountPoint} read-only failed: ${result.stderr}`);
+    }
+    await delay(50);
+  }
+}
+
 describe('supervise robustness', () => {
   it('record write failure never crashes', async () => {
     const shared = makeSharedDir();
     const state = path.join(shared, 'state');
     await execa('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tandem-state', state]);
+    let child: ReturnType<typeof tandem> | undefined;
     try {
       await writePod(shared, [{ name: 'web', role: 'app', priority: 0 }]);
-      const child = tandem(superviseArgs(shared, 'web', 'app', ['sh', '-c', 'echo started; sleep 1; echo done']));
+      child = tandem(superviseArgs(shared, 'web', 'app', ['sh', '-c', 'echo started; sleep 2; echo done']));
       await waitForOutput(child, 'started');
-      // A read-only remount makes every later record write fail with EROFS, as a full or broken volume would.
-      await execa('mount', ['-o', 'remount,ro', state]);
+      // A read-only remount makes every later record write fail with EROFS, as a full or broken volume
+      // would. It fails with EBUSY while a record is being written, so it is retried.
+      await remountReadOnly(state);
       const result = await child;
 
       expect(result.exitCode).toBe(0);
       expect(result.stdout).toContain('done');
       expect(logEvents(result.stderr).some((event) => event.event === 'record-write-failed')).toBe(true);
     } finally {
-      await execa('umount', [state]);
+      child?.kill('SIGKILL');
+      await execa('umount', ['--lazy', state], { reject: false });
     }
   });
 
