@@ -201,7 +201,7 @@ async function copyHostProgram(source: string, target: string, debianPackage: st
 
 /**
  * Writes a copy of a program without its symbol and debug sections to `cacheFile`, unless the cache
- * already holds one for the same source modification time, and returns the file to use. Node.js 24
+ * already contains one for the same source modification time, and returns the file to use. Node.js 24
  * shrinks from 127 MB to 109 MB, which every pod copies in its init container; native stack traces
  * lose their symbol names. Without binutils' strip the program is used as it is.
  */
@@ -341,7 +341,7 @@ async function bundleApp(repoRoot: string, root: string): Promise<void> {
   });
 
   // Node.js takes the module type of a .js file from the nearest package.json, and an app image may
-  // have one above the runtime directory that says "commonjs".
+  // have one above the runtime directory that sets "commonjs".
   await writeFile(path.join(appDir, 'package.json'), '{ "type": "module" }\n');
 }
 

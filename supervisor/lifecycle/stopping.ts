@@ -9,10 +9,11 @@ import { allExited, containersToOutlive, stopDeadline } from './stop-order.js';
 export type StopTrigger = 'signal' | 'apps-finished';
 
 /**
- * Stops the command in the pod's order: wait until every container of a higher exit priority has
- * exited (sidecars outlive their apps, and stop in reverse launch order), keep serving for the stop
- * delay, run the pre-stop command at the end of a Job, then the stop sequence. After a stop signal
- * every step shares one budget that ends before kubelet's SIGKILL at terminationGracePeriodSeconds.
+ * Stops the command in the pod's order. It waits until every container of a higher exit priority
+ * has exited, so sidecars outlive their apps and stop in reverse launch order. A sidecar then keeps
+ * serving for the stop delay, the pre-stop command runs at the end of a Job, and the stop sequence
+ * follows. After a stop signal every step shares one budget that ends before kubelet's SIGKILL at
+ * terminationGracePeriodSeconds.
  */
 export async function stopInOrder(run: CommandRun, trigger: StopTrigger, config: SupervisorConfig, context: PodContext | undefined, env: NodeJS.ProcessEnv, log: Logger): Promise<void> {
   try {
@@ -65,7 +66,7 @@ async function waitForOutlived(context: PodContext, waitDeadline: number, log: L
   }
 }
 
-/** Runs the pre-stop command within its share of the budget; its failure is logged and never blocks the stop. */
+/** Runs the pre-stop command with its share of the budget as a timeout. A failure is logged, and the stop goes on. */
 async function runPreStop(argv: readonly string[], timeoutMs: number, env: NodeJS.ProcessEnv, log: Logger): Promise<void> {
   const [file, ...args] = argv;
   const startedAt = Date.now();
