@@ -1,8 +1,8 @@
 /**
  * Idle footprint of a supervisor whose command sleeps. It measures the RSS and PSS of the
- * supervisor's Node.js process (the child of tini) next to tini and dumb-init alone, the PSS per
- * supervisor when 10 supervisors of one pod share the runtime's files, and the CPU time that a
- * supervisor uses while idle.
+ * supervisor's Node.js process (the child of tini) next to tini and dumb-init alone. It also
+ * measures the PSS per supervisor when 10 supervisors of one pod share the runtime's files, and the
+ * CPU time that a supervisor uses while idle.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';

@@ -8,8 +8,9 @@ import { podFromObject, resolveConfigMapVolumes, type ConfigMapSources } from '.
 import { poll, Podman, type PodContainerState } from './podman.js';
 
 /**
- * The reference example end to end: the filebeat SidecarSet applied to the echo-server Deployment,
- * tandem injected, and the pod run in podman; then the same sidecar next to a Job's worker.
+ * Runs the reference example end to end. The filebeat SidecarSet is applied to the echo-server
+ * Deployment, tandem is injected, and the pod runs in podman. Then the same sidecar runs next to a
+ * Job's worker.
  */
 
 type Json = Record<string, any>;

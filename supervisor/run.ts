@@ -28,10 +28,10 @@ const RESTART_BACKOFF_MS = 1000;
 const MAX_RESTART_BACKOFF_MS = 60_000;
 
 /**
- * Runs one container's command under supervision and returns the code the container exits with:
- * join the pod, wait for the sidecars this container depends on, run the command, stop it in the
- * pod's order on request or when the pod's apps are done (sidecars), restart a sidecar that crashed
- * while serving, and report the exit.
+ * Runs one container's command under supervision and returns the code the container exits with.
+ * The supervisor joins the pod, waits for the sidecars this container depends on, and runs the
+ * command. It stops the command in the pod's order on request, or when the pod's apps are done
+ * (sidecars), restarts a sidecar that crashed while serving, and reports the exit.
  */
 export async function supervise(config: SupervisorConfig, argv: readonly string[]): Promise<number> {
   const log = createLogger(config.logLevel, { container: config.name });

@@ -65,7 +65,7 @@ export function formatStatusTable(rows: readonly StatusRow[]): string {
     row.phase,
     row.ready === undefined ? '-' : String(row.ready),
     String(row.restarts),
-    row.exitCode === undefined ? '-' : row.rawExitCode !== undefined && row.rawExitCode !== row.exitCode ? `${row.exitCode} (raw ${row.rawExitCode})` : String(row.exitCode),
+    formatExitCode(row),
     row.times.running ?? row.times.ready ?? '-',
     row.times.exited ?? '-',
     row.reason ?? '',
@@ -73,4 +73,15 @@ export function formatStatusTable(rows: readonly StatusRow[]): string {
 
   const widths = header.map((title, column) => Math.max(title.length, ...lines.map((line) => line[column]!.length)));
   return [header, ...lines].map((line) => line.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n');
+}
+
+/** Formats the exit code, with the command's own code when the container reports another one. */
+function formatExitCode(row: StatusRow): string {
+  if (row.exitCode === undefined) {
+    return '-';
+  }
+  if (row.rawExitCode !== undefined && row.rawExitCode !== row.exitCode) {
+    return `${row.exitCode} (raw ${row.rawExitCode})`;
+  }
+  return String(row.exitCode);
 }

@@ -10,7 +10,7 @@ import { isContainerName } from '../protocol/pod.js';
 
 const MS_PER_UNIT = { ms: 1, s: 1000, m: 60_000 } as const;
 
-/** Longest delay setTimeout accepts; longer ones fire at once with a warning. */
+/** Maximum delay of setTimeout. Longer delays fire at once with a warning. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export function parseContainerName(value: string): string {
@@ -55,7 +55,7 @@ export function parseByteSize(value: string): number {
   return Number(match[1]) * BYTES_PER_UNIT[(match[2] ?? '') as keyof typeof BYTES_PER_UNIT];
 }
 
-/** Parses the log rotation size, at least 1Ki so that a file holds more than a few records. */
+/** Parses the log rotation size, at least 1Ki so that a file contains more than a few records. */
 export function parseLogMaxSize(value: string): number {
   const bytes = parseByteSize(value);
   if (bytes < 1024) {

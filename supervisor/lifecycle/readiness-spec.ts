@@ -1,9 +1,11 @@
 /**
- * A sidecar's readiness check, as written in `--readiness` or the pod spec:
- * `started` (ready once its command runs), `file:PATH` (the file exists), `tcp:PORT` (a TCP
- * connection to 127.0.0.1:PORT succeeds), `http://127.0.0.1:PORT/PATH` (a GET returns 2xx) or
- * `exec:COMMAND ARGS` (the command exits 0; split on spaces, no shell, so it works in images
- * without one).
+ * A sidecar's readiness check, as written in `--readiness` or the pod spec.
+ * - `started`: ready once its command runs.
+ * - `file:PATH`: the file exists.
+ * - `tcp:PORT`: a TCP connection to 127.0.0.1:PORT succeeds.
+ * - `http://127.0.0.1:PORT/PATH`: a GET returns 2xx.
+ * - `exec:COMMAND ARGS`: the command exits 0. It is split on spaces and runs without a shell, so
+ *   it works in images that have none.
  */
 export type Readiness =
   | { kind: 'started' }

@@ -27,9 +27,9 @@ export function allExited(containers: readonly PodContainer[], records: Records)
 }
 
 /**
- * Returns the time by which every container of the pod must be stopped after a stop request:
- * before kubelet's SIGKILL at terminationGracePeriodSeconds, with a margin of a fifth of the grace
- * period, at most 2 s, for the supervisors to write their records and exit.
+ * Returns the time by which every container of the pod must be stopped after a stop request. It
+ * comes before kubelet's SIGKILL at terminationGracePeriodSeconds, by a margin of a fifth of the
+ * grace period (at most 2 s) in which the supervisors write their records and exit.
  */
 export function stopDeadline(requestedAt: number, terminationGracePeriodSeconds: number): number {
   const graceMs = terminationGracePeriodSeconds * 1000;

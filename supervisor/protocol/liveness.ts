@@ -123,7 +123,7 @@ export class LivenessListener {
 }
 
 /**
- * Removes a socket file that nobody listens on, so that listen(2) does not fail with EADDRINUSE.
+ * Removes a socket file that no process listens on, so that listen(2) does not fail with EADDRINUSE.
  * A file that accepts a connection belongs to a running supervisor and is kept.
  */
 async function removeStaleSocket(file: string): Promise<void> {

@@ -28,7 +28,7 @@ export interface ContainerRecord {
   /** In-place restarts of a sidecar's command in this run of the container. */
   restarts?: number;
   signal?: string;
-  /** Why the container is in this phase, for example the sidecar a wait failed on. */
+  /** Reason for the phase, for example the sidecar that a wait failed on. */
   reason?: string;
   /** ISO 8601 time at which each phase was entered. */
   times: Partial<Record<Phase, string>>;

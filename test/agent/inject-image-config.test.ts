@@ -54,7 +54,7 @@ describe('PodmanResolver with a stand-in podman', () => {
     directory = mkdtempSync(path.join(tmpdir(), 'tandem-podman-'));
     program = path.join(directory, 'podman');
     callLog = path.join(directory, 'calls.log');
-    // Answers like `podman image inspect --format json -- IMAGE` for two known images.
+    // Prints what `podman image inspect --format json -- IMAGE` prints for two known images.
     writeFileSync(
       program,
       `#!/bin/sh
@@ -80,8 +80,10 @@ esac
 
   it('reads a null Entrypoint as empty', async () => {
     const result = await new PodmanResolver(program).resolve(request({ image: 'shell:1' }));
-    expect(result.found && result.config.entrypoint).toEqual([]);
-    expect(result.found && result.config.cmd).toEqual(['sh']);
+    expect(result.found).toBe(true);
+    const config = result.found ? result.config : undefined;
+    expect(config?.entrypoint).toEqual([]);
+    expect(config?.cmd).toEqual(['sh']);
   });
 
   it('passes the image after --', async () => {
@@ -123,8 +125,9 @@ describe.skipIf(!podmanHasBusybox())('PodmanResolver with the real podman', () =
   it('reads busybox from the local store', async () => {
     const result = await new PodmanResolver().resolve(request({ image: 'docker.io/library/busybox' }));
     expect(result.found).toBe(true);
-    expect(result.found && result.config.entrypoint).toEqual([]);
-    expect(result.found && result.config.cmd).toEqual(['sh']);
+    const config = result.found ? result.config : undefined;
+    expect(config?.entrypoint).toEqual([]);
+    expect(config?.cmd).toEqual(['sh']);
   });
 });
 

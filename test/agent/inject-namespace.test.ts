@@ -1,28 +1,19 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseManifests } from '../../agent/inject/io.js';
 import type { KubeObject, PodTemplateSpec } from '../../agent/inject/k8s.js';
+import { runInjectCli, type InjectCliResult } from '../support/inject.js';
 
 const CLI = path.resolve('dist/agent/cli.js');
 
-interface CliResult {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
+type CliResult = InjectCliResult;
 
 let directory: string;
 
-function runCli(args: string[], input: string): CliResult {
-  const file = path.join(directory, 'input.yaml');
-  writeFileSync(file, input);
-  const result = spawnSync(process.execPath, [CLI, 'inject', '--no-registry', ...args, file], { encoding: 'utf8', timeout: 60_000 });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
+const runCli = runInjectCli;
 
 function outputOf(result: CliResult): KubeObject[] {
   expect(result.stderr).not.toContain('error');

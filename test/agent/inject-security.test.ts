@@ -1,5 +1,4 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
@@ -7,25 +6,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseManifests } from '../../agent/inject/io.js';
 import type { KubeObject, KubePodSpec, PodTemplateSpec } from '../../agent/inject/k8s.js';
 import { restrictedContainerViolations, restrictedViolations } from '../../agent/inject/pod-security.js';
+import { runInjectCli, type InjectCliResult } from '../support/inject.js';
 
 const CLI = path.resolve('dist/agent/cli.js');
 const SIDECARSET = path.resolve('examples/reference/sidecarset.yaml');
 const WARNING = 'Pod Security Standards "restricted" profile';
 
-interface CliResult {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
+type CliResult = InjectCliResult;
 
 let directory: string;
 
-function runCli(args: string[], input: string): CliResult {
-  const file = path.join(directory, 'input.yaml');
-  writeFileSync(file, input);
-  const result = spawnSync(process.execPath, [CLI, 'inject', '--no-registry', ...args, file], { encoding: 'utf8', timeout: 60_000 });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
+const runCli = runInjectCli;
 
 function injectedSpec(result: CliResult): KubePodSpec {
   expect(result.stderr).not.toContain('error');

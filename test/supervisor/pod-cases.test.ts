@@ -290,7 +290,7 @@ describe('pod cases: deletion', () => {
     const deletedAt = Date.now();
     pod.deletePod();
     await pod.results();
-    // A 5 s grace period leaves a 1 s margin before kubelet's SIGKILL, whatever the stop timeout says.
+    // A 5 s grace period leaves a 1 s margin before kubelet's SIGKILL, whatever the stop timeout is.
     expect(exitTime(pod.record('sc')) - deletedAt).toBeLessThan(4500);
     expect(pod.record('sc').rawExitCode).toBe(137);
   });

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { makeSharedDir, superviseArgs, tandem, writePod } from '../support/tandem.js';
 
 /**
- * An HTTP server on loopback that answers /ready with 503 until `readyAfterMs`, then 200, the way
+ * An HTTP server on loopback that returns 503 for /ready until `readyAfterMs`, then 200, the way
  * a proxy's health endpoint lags behind its admin port.
  */
 async function startHealthServer(readyAfterMs: number): Promise<{ port: number; readyAt: number; close: () => void }> {
