@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { SupervisorConfig } from './config/options.js';
 import { CommandRun } from './child/command-run.js';
@@ -16,6 +17,13 @@ import { createLogger, type Logger } from './log.js';
 import { CriLogWriter } from './logs/cri-writer.js';
 import { logDir } from './protocol/pod.js';
 import { onSignals, SHUTDOWN_SIGNALS } from './signals.js';
+import { handoffSocketFile, Listeners } from './handoff/listeners.js';
+import { park } from './handoff/park.js';
+import { waitUntilServing } from './handoff/serving.js';
+import { slotOf, type Slot } from './handoff/slot.js';
+import { drainRequested, planSlot, Takeover } from './handoff/takeover.js';
+import { runHook } from './lifecycle/stopping.js';
+import type { ContainerRecord } from './protocol/record.js';
 
 /**
  * Bytes of log copy that may wait for the disk before records are dropped. Bursts of 100 MB at
@@ -62,8 +70,23 @@ export async function supervise(config: SupervisorConfig, argv: readonly string[
     }
   });
 
+  let listeners: Listeners | undefined;
   try {
     context = config.sharedDir === undefined ? undefined : await joinPod({ ...config, sharedDir: config.sharedDir }, log);
+    const slot = context ? hotUpgradeSlot(config.name, commandEnv) : undefined;
+    let takeover: Takeover | undefined;
+    if (slot !== undefined && context !== undefined) {
+      const plan = await planSlot(slot, context, stopRequest.signal, log).catch(() => undefined);
+      if (plan === undefined) {
+        return await stoppedWhileWaiting(context, stopRequest.signal, log);
+      }
+      if (plan.kind === 'park') {
+        return await park(context, stopRequest.signal, plan.reason, { slotVersion: slot.version, handoff: undefined }, log);
+      }
+      takeover = plan.kind === 'take-over' ? new Takeover(slot, plan.peer, context, log) : undefined;
+      await context.writer.update('waiting', { slotVersion: slot.version, handoff: takeover?.begin() });
+    }
+
     const early = context ? await waitForTurn(context, config, stopRequest.signal, log) : undefined;
     if (early !== undefined) {
       return early;
@@ -74,19 +97,47 @@ export async function supervise(config: SupervisorConfig, argv: readonly string[
       throw new SupervisorError(formatError, ExitCode.cannotExecute);
     }
 
+    if (config.listen.length > 0) {
+      listeners = await openListeners(config, slot, takeover, log);
+      Object.assign(commandEnv, listeners.activationEnv());
+    }
+    if (slot !== undefined) {
+      commandEnv.TANDEM_HANDOFF_DIR = await handoffDirectory(config.sharedDir!, slot);
+    }
+    if (takeover !== undefined && config.handoffCommand !== undefined) {
+      const hook = await runHook('handoff', config.handoffCommand, config.startupTimeoutMs, { ...commandEnv, TANDEM_HANDOFF_FROM: takeover.peer.name, TANDEM_HANDOFF_FROM_VERSION: takeover.record.fromVersion }, log);
+      if (!hook.ok) {
+        await context!.writer.update('exited', { exitCode: hook.exitCode, reason: `hand-off command failed: ${hook.message}`, ...takeover.failureFields(`the hand-off command failed: ${hook.message}`) });
+        return hook.exitCode;
+      }
+    }
+
     for (let restarts = 0; ; restarts += 1) {
       const sidecarStop = new AbortController();
-      run = startCommand(command, args, commandEnv, config, context, log, sidecarStop.signal, (trigger) => {
+      const slotRun: SlotRun = { slot, takeover, listeners, drainedFor: undefined, failure: undefined };
+      run = startCommand(command, args, commandEnv, config, context, log, sidecarStop.signal, slotRun, (trigger) => {
         stopping ??= stopInOrder(run!, trigger, config, context, commandEnv, log);
+      }, (by) => {
+        stopping ??= drainForPeer(run!, by, slotRun, config, context!, commandEnv, log);
       });
       const exit = await finishCommand(run, config, context, log);
       sidecarStop.abort();
       await stopping;
+      stopping = undefined;
 
-      if (!shouldRestart(run, exit, context, stopRequest.signal)) {
-        await context?.writer.update('exited', { exitCode: exit.exitCode, rawExitCode: exit.rawExitCode, signal: exit.signal });
-        return exit.exitCode;
+      if (slotRun.drainedFor !== undefined && context !== undefined) {
+        const by = slotRun.drainedFor;
+        await listeners?.close();
+        const drained = { for: by.name, forGeneration: by.generation, drainMs: slotRun.drainMs ?? 0, exitCode: exit.rawExitCode ?? exit.exitCode };
+        return await park(context, stopRequest.signal, `drained for ${by.name} (version ${by.slotVersion ?? '?'})`, { drained, exitCode: undefined }, log);
       }
+      if (!shouldRestart(run, exit, context, stopRequest.signal)) {
+        const failure = takeover !== undefined && !run.becameReady ? takeover.failureFields(slotRun.failure ?? `the new version exited with code ${exit.rawExitCode ?? exit.exitCode} before it was ready`) : {};
+        const exitCode = slotRun.failure !== undefined ? ExitCode.dependencyFailed : exit.exitCode;
+        await context?.writer.update('exited', { exitCode, rawExitCode: exit.rawExitCode, signal: exit.signal, ...failure });
+        return exitCode;
+      }
+      takeover = undefined;
       const resumed = await backOff(restarts, exit, context!, stopRequest.signal, log);
       if (!resumed) {
         await context!.writer.update('exited', { exitCode: ExitCode.stoppedOnRequest, rawExitCode: exit.exitCode, reason: 'stopped while waiting to restart' });
@@ -102,6 +153,7 @@ export async function supervise(config: SupervisorConfig, argv: readonly string[
     return exitCode;
   } finally {
     removeHandlers();
+    await listeners?.close();
     await context?.store.close();
     // The listener closes only after the last record is written: peers read its end as this container's death.
     context?.liveness.close();
@@ -176,19 +228,31 @@ async function waitForTurn(context: PodContext, config: SupervisorConfig, shutdo
       throw error;
     }
     if (shutdown.aborted) {
-      const signal = shutdown.reason as NodeJS.Signals;
-      log.info({ event: 'not-started', reason: 'stop-requested', signal }, `received ${signal} while waiting; the command was not started`);
-      await writer.update('exited', { exitCode: signalExitCode(signal), signal, reason: 'stopped while waiting' });
-      return signalExitCode(signal);
+      return stoppedWhileWaiting(context, shutdown, log);
     }
     const names = notReady(dependencies, store.records).join(', ');
     throw new SupervisorError(`${names} not ready after ${config.startupTimeoutMs / 1000}s; the command of ${self.name} was not started`, ExitCode.dependencyFailed);
   }
 }
 
+/** Hot-upgrade state of one run of a sidecar's command. */
+interface SlotRun {
+  slot: Slot | undefined;
+  /** Set while this run takes over from the other slot. */
+  takeover: Takeover | undefined;
+  listeners: Listeners | undefined;
+  /** The slot this run was drained for, once the other slot asked. */
+  drainedFor: ContainerRecord | undefined;
+  drainMs?: number;
+  /** Reason a take-over failed, set when this run never became ready in time. */
+  failure: string | undefined;
+}
+
 /**
  * Starts the command with the log copy and records it. A sidecar is checked for readiness, and
- * `onStop` is called once the pod's apps have finished so that it stops in the pod's order.
+ * `onStop` is called once the pod's apps have finished so that it stops in the pod's order. A
+ * hot-upgrade slot also finishes its take-over once ready, and calls `onDrain` when the other slot
+ * takes over from it.
  */
 function startCommand(
   command: string,
@@ -198,10 +262,12 @@ function startCommand(
   context: PodContext | undefined,
   log: Logger,
   cancel: AbortSignal,
+  slotRun: SlotRun,
   onStop: (trigger: StopTrigger) => void,
+  onDrain: (by: ContainerRecord) => void,
 ): CommandRun {
   const copy = context && config.logCopy && config.sharedDir !== undefined ? openLogCopy(config, context, log) : undefined;
-  const run = new CommandRun(command, args, env, config, log, copy);
+  const run = new CommandRun(command, args, env, config, log, copy, slotRun.listeners?.fds ?? []);
   const pid = run.pid;
   if (pid === undefined) {
     return run;
@@ -217,13 +283,33 @@ function startCommand(
   }
 
   const startedAt = performance.now();
-  void waitUntilReady(context.readiness, run.exited, env).then(async (ready) => {
-    if (ready) {
-      run.becameReady = true;
-      log.info({ event: 'ready', readiness: context.readiness.kind, readyMs: Math.round(performance.now() - startedAt) }, `${context.self.name} is ready`);
-      await context.writer.update('ready', { pid });
+  const { takeover, listeners, slot } = slotRun;
+  let readyTimer: NodeJS.Timeout | undefined;
+  if (takeover !== undefined) {
+    // A new version that never becomes ready is stopped, and the old one keeps serving.
+    readyTimer = setTimeout(() => {
+      slotRun.failure = `the new version was not ready within ${config.startupTimeoutMs / 1000}s`;
+      void run.stop('handoff-failed');
+    }, config.startupTimeoutMs);
+  }
+  void becomeReady(run, context, listeners, env, log).then(async (ready) => {
+    clearTimeout(readyTimer);
+    if (!ready || run.stopReason !== undefined) {
+      return;
+    }
+    run.becameReady = true;
+    log.info({ event: 'ready', readiness: context.readiness.kind, readyMs: Math.round(performance.now() - startedAt) }, `${context.self.name} is ready`);
+    await context.writer.update('ready', { pid, ...(takeover ? { handoff: takeover.ready() } : {}) });
+    if (takeover !== undefined) {
+      await takeover.finish(config.drainTimeoutMs + config.stopTimeoutMs, cancel);
+      slotRun.takeover = undefined;
     }
   });
+  if (slot !== undefined) {
+    void drainRequested(slot, context, cancel)
+      .then(({ by }) => onDrain(by))
+      .catch(() => undefined);
+  }
   void context.store
     .until((records) => (appsFinished(context.pod, records) ? true : undefined), cancel)
     .then(() => {
@@ -232,6 +318,81 @@ function startCommand(
     })
     .catch(() => undefined);
   return run;
+}
+
+/**
+ * Waits until a sidecar's command passes its readiness check and serves its listening sockets
+ * (see handoff/serving.ts). Resolves false when the command exits first.
+ */
+async function becomeReady(run: CommandRun, context: PodContext, listeners: Listeners | undefined, env: NodeJS.ProcessEnv, log: Logger): Promise<boolean> {
+  if (!(await waitUntilReady(context.readiness, run.exited, env))) {
+    return false;
+  }
+  if (listeners === undefined || listeners.isEmpty) {
+    return true;
+  }
+  const serving = await waitUntilServing({ inodes: listeners.inodes(), ports: listeners.reusedPorts }, run.pid!, run.exited);
+  if (serving === 'unknown') {
+    log.warn({ event: 'serving-unknown', pid: run.pid }, `cannot read /proc/${run.pid}/fd, so whether the command accepts connections is not checked`);
+    return !run.hasExited;
+  }
+  return serving;
+}
+
+/**
+ * Drains this slot's command because the other slot took over: the drain command, then the stop
+ * signal, and SIGKILL at the drain timeout. The command's listening sockets stay open in the new
+ * slot, so connections waiting to be accepted are not lost.
+ */
+async function drainForPeer(run: CommandRun, by: ContainerRecord, slotRun: SlotRun, config: SupervisorConfig, context: PodContext, env: NodeJS.ProcessEnv, log: Logger): Promise<void> {
+  const startedAt = performance.now();
+  slotRun.drainedFor = by;
+  log.info({ event: 'draining', for: by.name, version: by.slotVersion }, `${by.name} took over; draining`);
+  await context.writer.update('stopping', { reason: `draining for ${by.name}` });
+  if (config.drainCommand !== undefined && !run.hasExited) {
+    await runHook('drain', config.drainCommand, config.drainTimeoutMs, env, log);
+  }
+  await run.stop('handoff', config.drainTimeoutMs - (performance.now() - startedAt));
+  slotRun.drainMs = Math.round(performance.now() - startedAt);
+}
+
+/** Opens the listening sockets, taking them from the other slot during a take-over, and serves them to it. */
+async function openListeners(config: SupervisorConfig, slot: Slot | undefined, takeover: Takeover | undefined, log: Logger): Promise<Listeners> {
+  const fromPeer = takeover !== undefined ? handoffSocketFile(config.sharedDir!, slot!.peer) : undefined;
+  let listeners: Listeners;
+  try {
+    listeners = await Listeners.open(config.listen, fromPeer, log);
+  } catch (error) {
+    throw new SupervisorError((error as Error).message, ExitCode.internalError);
+  }
+  if (slot !== undefined) {
+    await listeners.serve(handoffSocketFile(config.sharedDir!, config.name), log);
+  }
+  return listeners;
+}
+
+/** Directory of the shared volume that both slots of a sidecar see, for state that the new version takes over. */
+async function handoffDirectory(sharedDir: string, slot: Slot): Promise<string> {
+  const directory = path.join(sharedDir, 'handoff', slot.base);
+  await mkdir(directory, { recursive: true });
+  return directory;
+}
+
+/** Returns the hot-upgrade slot of this container, or undefined; a bad slot name is a configuration error. */
+function hotUpgradeSlot(name: string, env: NodeJS.ProcessEnv): Slot | undefined {
+  try {
+    return slotOf(name, env);
+  } catch (error) {
+    throw new SupervisorError((error as Error).message, ExitCode.invalidConfig);
+  }
+}
+
+/** Records and returns the exit of a container stopped before its command started. */
+async function stoppedWhileWaiting(context: PodContext, shutdown: AbortSignal, log: Logger): Promise<number> {
+  const signal = shutdown.reason as NodeJS.Signals;
+  log.info({ event: 'not-started', reason: 'stop-requested', signal }, `received ${signal} while waiting; the command was not started`);
+  await context.writer.update('exited', { exitCode: signalExitCode(signal), signal, reason: 'stopped while waiting' });
+  return signalExitCode(signal);
 }
 
 interface CommandExit {

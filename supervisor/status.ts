@@ -18,6 +18,11 @@ export interface StatusRow {
   rawExitCode?: number;
   reason?: string;
   times: ContainerRecord['times'];
+  /** Version of a hot-upgrade slot. */
+  slotVersion?: string;
+  /** The last hand-off this slot took part in: the one it made, or the drain it did for the other slot. */
+  handoff?: ContainerRecord['handoff'];
+  drained?: ContainerRecord['drained'];
 }
 
 /** Reads the pod spec and every container's record from the shared volume. */
@@ -44,6 +49,9 @@ export async function readStatus(sharedDir: string): Promise<{ pod?: PodSpec; ro
       priority: record?.priority ?? entry?.priority ?? 0,
       phase: record?.phase ?? 'pending',
       ready: (record?.role ?? entry?.role) === 'sidecar' ? record?.phase === 'ready' : undefined,
+      slotVersion: record?.slotVersion,
+      handoff: record?.handoff,
+      drained: record?.drained,
       restarts: (record?.generation ?? 0) + (record?.restarts ?? 0),
       exitCode: record?.exitCode,
       rawExitCode: record?.rawExitCode,
@@ -57,7 +65,8 @@ export async function readStatus(sharedDir: string): Promise<{ pod?: PodSpec; ro
 
 /** Formats the rows as an aligned table, like `kubectl get`. */
 export function formatStatusTable(rows: readonly StatusRow[]): string {
-  const header = ['NAME', 'ROLE', 'PRIORITY', 'PHASE', 'READY', 'RESTARTS', 'EXIT', 'STARTED', 'EXITED', 'REASON'];
+  const slots = rows.some((row) => row.slotVersion !== undefined);
+  const header = ['NAME', 'ROLE', 'PRIORITY', 'PHASE', 'READY', 'RESTARTS', 'EXIT', 'STARTED', 'EXITED', ...(slots ? ['VERSION', 'HANDOFF'] : []), 'REASON'];
   const lines = rows.map((row) => [
     row.name,
     row.role,
@@ -68,11 +77,28 @@ export function formatStatusTable(rows: readonly StatusRow[]): string {
     formatExitCode(row),
     row.times.running ?? row.times.ready ?? '-',
     row.times.exited ?? '-',
+    ...(slots ? [row.slotVersion ?? '-', formatHandoff(row)] : []),
     row.reason ?? '',
   ]);
 
   const widths = header.map((title, column) => Math.max(title.length, ...lines.map((line) => line[column]!.length)));
   return [header, ...lines].map((line) => line.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n');
+}
+
+/**
+ * Summarizes a slot's part in its last hand-off: `from mesh-1 v1: done 412ms`, or
+ * `drained for mesh-2 in 230ms`. Timings are whole milliseconds.
+ */
+export function formatHandoff(row: Pick<StatusRow, 'handoff' | 'drained'>): string {
+  const parts: string[] = [];
+  if (row.handoff !== undefined) {
+    const { from, fromVersion, phase, durationMs } = row.handoff;
+    parts.push(`from ${from} v${fromVersion}: ${phase}${durationMs === undefined ? '' : ` ${durationMs}ms`}`);
+  }
+  if (row.drained !== undefined) {
+    parts.push(`drained for ${row.drained.for} in ${row.drained.drainMs}ms`);
+  }
+  return parts.length === 0 ? '-' : parts.join('; ');
 }
 
 /** Formats the exit code, with the command's own code when the container reports another one. */

@@ -1,10 +1,15 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { chmod, copyFile, link, mkdir, readFile, readdir, realpath, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, mkdtemp, readFile, readdir, realpath, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { isBuiltin } from 'node:module';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import type { Plugin, PluginBuild } from 'esbuild';
+import { buildFdPassing } from '../../supervisor/handoff/build-addon.js';
+import { logDir, stateDir, writePodSpec } from '../../supervisor/protocol/pod.js';
 import { VERSION } from '../version.js';
 
 /**
@@ -32,6 +37,10 @@ export const RUNTIME_PATHS = {
   loader: 'lib/ld-linux-x86-64.so.2',
   app: 'app',
   cli: 'app/cli.js',
+  /** Node.js's compile cache of the bundle, made at build time (see generateCompileCache). */
+  compileCache: 'app/compile-cache',
+  /** The Node-API addon that passes listening sockets between supervisors (supervisor/handoff/fd-passing.c). */
+  fdPassing: 'app/fd-passing.node',
   manifest: 'manifest.json',
 } as const;
 
@@ -132,6 +141,8 @@ export async function buildRuntime(repoRoot: string): Promise<RuntimeManifest> {
   }
   await copyLibraries(root, [RUNTIME_PATHS.node, RUNTIME_PATHS.ps]);
   await bundleApp(repoRoot, root);
+  await buildFdPassing(repoRoot, path.join(root, RUNTIME_PATHS.app));
+  await generateCompileCache(root);
   await normalizeModes(root);
 
   // Hashing Node.js takes longer than the rest of the build, so an unchanged copy keeps its hash.
@@ -308,9 +319,60 @@ async function copyLibraries(root: string, programs: readonly string[]): Promise
 
 /**
  * Code placed before each output file. Bundled CommonJS packages (pino and its dependencies) call
- * require(), which ES modules lack, so each file gets one from createRequire.
+ * require(), which ES modules lack, so each file gets one from createRequire. It takes the module
+ * through process.getBuiltinModule rather than an import, for the reason given at builtinsAsRequire.
  */
-const REQUIRE_BANNER = "import { createRequire as __tandemCreateRequire } from 'node:module';\nconst require = __tandemCreateRequire(import.meta.url);";
+const REQUIRE_BANNER = "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url);";
+
+/**
+ * Turns each `import ... from 'node:NAME'` in the bundle into a CommonJS require of the built-in
+ * module, whose exports esbuild reads only where the code uses them.
+ *
+ * An ES module import of a built-in makes Node.js build an ES module facade that reads every export
+ * once, and that runs every lazy getter: importing node:http loads undici, node:tls, node:http2,
+ * node:zlib, web streams and all of node:crypto for its WebSocket getter, and node:process,
+ * node:util and node:fs load a dozen more. In Node.js 24.22.3 this took about half of the start of
+ * `tandem supervise`.
+ */
+const builtinsAsRequire: Plugin = {
+  name: 'builtins-as-require',
+  setup(build: PluginBuild): void {
+    // Bare names such as 'fs' are built-ins too, unless a relative or package path shadows them.
+    build.onResolve({ filter: /^[a-z_:][a-z0-9_:]*(\/[a-z0-9_]+)*$/ }, (args) => {
+      const esmImport = args.kind === 'import-statement' || args.kind === 'dynamic-import';
+      return esmImport && isBuiltin(args.path) ? { path: args.path.startsWith('node:') ? args.path : `node:${args.path}`, namespace: 'builtin-require' } : undefined;
+    });
+    build.onLoad({ filter: /.*/, namespace: 'builtin-require' }, (args) => ({
+      contents: `module.exports = process.getBuiltinModule(${JSON.stringify(args.path)});`,
+      loader: 'js',
+    }));
+  },
+};
+
+/** Import path of the bundle's entry, which the runtimeEntry plugin provides. */
+const RUNTIME_ENTRY = 'tandem:runtime-entry';
+
+/**
+ * Provides the bundle's entry `app/cli.js`: it enables Node.js's compile cache in
+ * RUNTIME_PATHS.compileCache and then loads the CLI. The CLI is a dynamic import because Node.js
+ * compiles the static imports of a module before the module runs, which would be too early.
+ * The cache is portable, which keys its entries by paths relative to the cache directory, so it
+ * still applies after `tandem install` copied the runtime elsewhere.
+ */
+function runtimeEntry(cliSource: string): Plugin {
+  const cacheDirectory = path.posix.relative(RUNTIME_PATHS.app, RUNTIME_PATHS.compileCache);
+  const contents = [
+    `process.getBuiltinModule('node:module').enableCompileCache({ directory: \`\${import.meta.dirname}/${cacheDirectory}\`, portable: true });`,
+    `await import(${JSON.stringify(`./${path.basename(cliSource)}`)});`,
+  ].join('\n');
+  return {
+    name: 'runtime-entry',
+    setup(build: PluginBuild): void {
+      build.onResolve({ filter: new RegExp(`^${RUNTIME_ENTRY}$`) }, () => ({ path: RUNTIME_ENTRY, namespace: 'runtime-entry' }));
+      build.onLoad({ filter: /.*/, namespace: 'runtime-entry' }, () => ({ contents, resolveDir: path.dirname(cliSource), loader: 'js' }));
+    },
+  };
+}
 
 /**
  * Bundles agent/cli.ts into `app/`. Splitting turns each dynamic import into a chunk, so a command
@@ -326,7 +388,7 @@ async function bundleApp(repoRoot: string, root: string): Promise<void> {
   await build({
     // Paths in the bundle's comments are relative to this directory, so they do not depend on the caller's.
     absWorkingDir: repoRoot,
-    entryPoints: { cli: path.join(repoRoot, 'agent/cli.ts') },
+    entryPoints: { cli: RUNTIME_ENTRY },
     outdir: appDir,
     bundle: true,
     platform: 'node',
@@ -336,6 +398,11 @@ async function bundleApp(repoRoot: string, root: string): Promise<void> {
     chunkNames: '[name]-[hash]',
     banner: { js: REQUIRE_BANNER },
     external: ['esbuild'],
+    plugins: [builtinsAsRequire, runtimeEntry(path.join(repoRoot, 'agent/cli.ts'))],
+    // Whitespace and syntax only: names stay, so stack traces in tandem's logs remain readable. The
+    // smaller source takes less time to parse and less memory, because V8 keeps it for lazy compilation.
+    minifyWhitespace: true,
+    minifySyntax: true,
     legalComments: 'none',
     logLevel: 'warning',
   });
@@ -343,6 +410,42 @@ async function bundleApp(repoRoot: string, root: string): Promise<void> {
   // Node.js takes the module type of a .js file from the nearest package.json, and an app image may
   // have one above the runtime directory that sets "commonjs".
   await writeFile(path.join(appDir, 'package.json'), '{ "type": "module" }\n');
+}
+
+/**
+ * Fills RUNTIME_PATHS.compileCache by running, through the launcher and so with the V8 flags it
+ * passes, the commands whose start time matters. Node.js writes the code cache of each module that a
+ * run compiled when the run exits, with every function compiled by then, so later starts compile
+ * little. The supervisor runs with a pod spec, as in a pod, so that its record store, file watcher
+ * and liveness socket are compiled too.
+ *
+ * NOTE: Node.js 24 names the cache's subdirectory after the UID (`v24.22.3-x64-<tag>-<uid>`), so
+ * only processes with the UID of the build use it. Any other UID fails to create its own
+ * subdirectory in the runtime, which it cannot write, and starts without the cache.
+ */
+async function generateCompileCache(root: string): Promise<void> {
+  const launcher = path.join(root, RUNTIME_PATHS.launcher);
+  const sharedDir = await mkdtemp(path.join(tmpdir(), 'tandem-compile-cache-'));
+  try {
+    for (const directory of [stateDir(sharedDir), logDir(sharedDir)]) {
+      await mkdir(directory);
+    }
+    await writePodSpec(sharedDir, { version: 1, restartPolicy: 'Never', terminationGracePeriodSeconds: 30, containers: [{ name: 'main', role: 'app', priority: 0 }] });
+    const commands = [
+      ['--help'],
+      ['supervise', '--shared-dir', sharedDir, '--name', 'main', '--role', 'app', '--', 'true'],
+      ['status', '--shared-dir', sharedDir],
+    ];
+    for (const args of commands) {
+      try {
+        await run(launcher, args, { env: { PATH: '/usr/bin:/bin' } });
+      } catch (error) {
+        throw new Error(`${launcher} ${args.join(' ')} failed while making the compile cache: ${(error as Error).message}`);
+      }
+    }
+  } finally {
+    await rm(sharedDir, { recursive: true, force: true });
+  }
 }
 
 /** Gives directories and executables mode 0755 and other files 0644, so that every UID can run the runtime. */

@@ -19,8 +19,8 @@
  *                            --argv0 ps ROOT/libexec/ps ARGS...
  *   tandem supervise     ROOT/libexec/tini -s -- ROOT/lib/ld-linux-x86-64.so.2 --inhibit-cache
  *                            --library-path ROOT/lib ROOT/libexec/node --no-warnings
- *                            ROOT/app/cli.js supervise ARGS...
- *   tandem (otherwise)   the same without "ROOT/libexec/tini -s --"
+ *                            --lite-mode ROOT/app/cli.js supervise ARGS...
+ *   tandem (otherwise)   the same without "ROOT/libexec/tini -s --" and "--lite-mode"
  *
  * with ARGS passed unchanged. Starting Node.js and ps through the loader with --library-path keeps
  * the runtime's libraries out of the environment, so programs that tandem starts use their own
@@ -253,8 +253,8 @@ static int exec_tandem(int argc, char **argv, const char *root) {
     unsetenv("TANDEM_REAPER_PID");
   }
 
-  /* Up to 10 fixed arguments before the caller's, then the caller's argv[1..argc-1], then NULL. */
-  enum { FIXED_ARGUMENTS = 10 };
+  /* Up to 11 fixed arguments before the caller's, then the caller's argv[1..argc-1], then NULL. */
+  enum { FIXED_ARGUMENTS = 11 };
   char **arguments = calloc((size_t)argc + FIXED_ARGUMENTS + 1, sizeof(char *));
   if (arguments == NULL) {
     fprintf(stderr, "tandem: out of memory for %d arguments\n", argc);
@@ -272,6 +272,14 @@ static int exec_tandem(int argc, char **argv, const char *root) {
   arguments[count++] = library_path;
   arguments[count++] = node;
   arguments[count++] = "--no-warnings";
+  if (supervise) {
+    /*
+     * V8's lite mode turns off the optimizing compilers and allocates feedback lazily. A supervisor
+     * is idle almost all the time, so it loses no speed that matters and keeps about 5 MiB less
+     * memory per process (measured with docs/benchmarks.md's idle-memory benchmark).
+     */
+    arguments[count++] = "--lite-mode";
+  }
   arguments[count++] = cli;
   for (int i = 1; i < argc; i++) {
     arguments[count++] = argv[i];
@@ -282,6 +290,27 @@ static int exec_tandem(int argc, char **argv, const char *root) {
   execv(program, arguments);
   int error = errno;
   fprintf(stderr, "tandem: failed to execute %s: %s\n", program, strerror(error));
+  return error == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXECUTE;
+}
+
+/*
+ * `tandem exec-listen-pid -- COMMAND ARGS...`: sets LISTEN_PID to this process's PID and execs the
+ * command, which keeps the PID. systemd socket activation names in LISTEN_PID the process meant to
+ * use the inherited sockets, and only a process between fork and exec can know it; the supervisor
+ * starts socket-activated commands through this. Exits 127 or 126 as a shell does when the exec
+ * fails.
+ */
+static int exec_listen_pid(int argc, char **argv) {
+  if (argc < 4 || strcmp(argv[2], "--") != 0) {
+    fprintf(stderr, "tandem: usage: tandem exec-listen-pid -- COMMAND [ARGS...]\n");
+    return EXIT_USAGE;
+  }
+  char pid[24];
+  snprintf(pid, sizeof pid, "%ld", (long)getpid());
+  set_variable("LISTEN_PID", pid);
+  execvp(argv[3], &argv[3]);
+  int error = errno;
+  fprintf(stderr, "tandem: failed to execute %s: %s\n", argv[3], strerror(error));
   return error == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXECUTE;
 }
 
@@ -309,5 +338,8 @@ int main(int argc, char **argv) {
   strip_last_component(root); /* ROOT/bin/tandem -> ROOT/bin */
   strip_last_component(root); /* ROOT/bin -> ROOT */
 
+  if (!is_ps && argc > 1 && strcmp(argv[1], "exec-listen-pid") == 0) {
+    return exec_listen_pid(argc, argv);
+  }
   return is_ps ? exec_ps(argc, argv, root) : exec_tandem(argc, argv, root);
 }

@@ -36,8 +36,10 @@ export class CommandRun {
     private readonly settings: StopSettings,
     private readonly log: Logger,
     readonly copy: CriLogWriter | undefined,
+    /** Descriptors the command gets from fd 3 on, such as listening sockets for socket activation. */
+    extraFds: readonly number[] = [],
   ) {
-    this.child = spawnChild(command, args, env);
+    this.child = spawnChild(command, args, env, extraFds);
     this.exited = waitForExit(this.child, command);
     void this.exited.then(() => {
       this.hasExited = true;

@@ -87,3 +87,16 @@ export function preferRuntimeTools(bundleFile: string | undefined = process.argv
     process.env.PATH = `${runtimeBin}:${process.env.PATH ?? ''}`;
   }
 }
+
+/**
+ * Returns the runtime's launcher `bin/tandem` when this supervisor runs from an assembled runtime
+ * (bundle in `app/`, with `manifest.json` beside it), or undefined.
+ */
+export function runtimeLauncher(bundleFile: string | undefined = process.argv[1]): string | undefined {
+  if (bundleFile === undefined) {
+    return undefined;
+  }
+  const root = path.resolve(path.dirname(bundleFile), '..');
+  const launcher = path.join(root, 'bin', 'tandem');
+  return existsSync(path.join(root, 'manifest.json')) && existsSync(launcher) ? launcher : undefined;
+}

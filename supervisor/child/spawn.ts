@@ -1,5 +1,6 @@
 import { execa, type ResultPromise } from 'execa';
 import { ExitCode, signalExitCode } from '../exit-codes.js';
+import { runtimeLauncher } from './processes.js';
 
 /** The running command: its process and the pipes of its output. */
 export type Child = ResultPromise<{ stdin: 'inherit'; stdout: 'pipe'; stderr: 'pipe'; buffer: false; reject: false; encoding: 'buffer' }>;
@@ -19,11 +20,12 @@ export interface ChildExit {
  * NOTE: Node.js decodes argv and environment values as UTF-8 and spawns with UTF-8 strings, so a
  * byte sequence that is not valid UTF-8 reaches the command as U+FFFD. Valid UTF-8 passes unchanged.
  */
-export function spawnChild(command: string, args: readonly string[], env: NodeJS.ProcessEnv): Child {
-  const child = execa(command, args, {
-    stdin: 'inherit',
-    stdout: 'pipe',
-    stderr: 'pipe',
+export function spawnChild(command: string, args: readonly string[], env: NodeJS.ProcessEnv, extraFds: readonly number[] = []): Child {
+  const launch = extraFds.length > 0 ? withListenPid(command, args) : { file: command, args };
+  const child = execa(launch.file, launch.args, {
+    // Descriptors after the three standard ones become the command's fd 3, 4, … as socket activation expects.
+    // execa's types allow no descriptor number after fd 2, but it passes one to Node.js's spawn as it is.
+    stdio: ['inherit', 'pipe', 'pipe', ...extraFds] as unknown as ['inherit', 'pipe', 'pipe'],
     buffer: false,
     reject: false,
     encoding: 'buffer',
@@ -37,7 +39,18 @@ export function spawnChild(command: string, args: readonly string[], env: NodeJS
   // execa's promise settles only when the output pipes close, and a background process can delay
   // that forever. The supervisor therefore follows the process's own exit (see waitForExit).
   void child.catch(() => undefined);
-  return child;
+  return child as unknown as Child;
+}
+
+/**
+ * Socket activation passes LISTEN_PID, the PID of the process meant to use the sockets, which is
+ * known only after the fork. The runtime's launcher sets it to its own PID and then execs the
+ * command, which keeps that PID. Outside a runtime (tests on the build machine's Node.js) the
+ * command starts directly and LISTEN_PID stays unset.
+ */
+function withListenPid(command: string, args: readonly string[]): { file: string; args: readonly string[] } {
+  const launcher = runtimeLauncher();
+  return launcher === undefined ? { file: command, args } : { file: launcher, args: ['exec-listen-pid', '--', command, ...args] };
 }
 
 /**

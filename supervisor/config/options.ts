@@ -2,6 +2,7 @@ import { InvalidArgumentError, Option } from 'commander';
 import type { Role } from '../protocol/pod.js';
 import type { LogLevel } from '../log-levels.js';
 import { readMarkers } from './markers.js';
+import { LISTEN_FORMS, parseListen, type ListenSpec } from '../handoff/listen-spec.js';
 import { parseReadiness, READINESS_FORMS, type Readiness } from '../lifecycle/readiness-spec.js';
 import { parseBoolean, parseCommand, parseContainerName, parseDirectory, parseDurationMs, parseInteger, parseLogLevel, parseLogMaxSize, parsePositiveInteger, parseSignal } from './parse.js';
 
@@ -31,6 +32,30 @@ export interface SupervisorConfig {
   preStop?: string[];
   startupTimeoutMs: number;
   logLevel: LogLevel;
+  /** Listening sockets of a hot-upgrade sidecar (see handoff/listeners.ts). */
+  listen: ListenSpec[];
+  /** Command an old hot-upgrade slot runs before its stop signal when the new slot takes over. */
+  drainCommand?: string[];
+  /** Time an old slot's command gets to drain, from the drain command to SIGKILL. */
+  drainTimeoutMs: number;
+  /** Command a new slot runs before its own command starts, to take state over from the old slot. */
+  handoffCommand?: string[];
+}
+
+/** Parses `--listen`: repeated flags add up, and one value may list several sockets separated by commas or spaces. */
+function parseListenOption(value: string, previous: ListenSpec[] | undefined): ListenSpec[] {
+  const specs = [...(previous ?? [])];
+  for (const word of value.split(/[\s,]+/).filter(Boolean)) {
+    try {
+      specs.push(parseListen(word));
+    } catch {
+      throw new InvalidArgumentError(`Expected ${LISTEN_FORMS}; ${JSON.stringify(word)} is none of them.`);
+    }
+  }
+  if (specs.length === 0) {
+    throw new InvalidArgumentError(`Expected ${LISTEN_FORMS}.`);
+  }
+  return specs;
 }
 
 function parseReadinessOption(value: string): Readiness {
@@ -58,6 +83,10 @@ export interface SupervisorOptionValues {
   preStop?: string[];
   startupTimeout: number;
   logLevel: LogLevel;
+  listen?: ListenSpec[];
+  drainCommand?: string[];
+  drainTimeout: number;
+  handoffCommand?: string[];
 }
 
 /**
@@ -84,6 +113,10 @@ export function toSupervisorConfig(values: SupervisorOptionValues, env: NodeJS.P
     preStop: values.preStop,
     startupTimeoutMs: values.startupTimeout,
     logLevel: values.logLevel,
+    listen: values.listen ?? [],
+    drainCommand: values.drainCommand,
+    drainTimeoutMs: values.drainTimeout,
+    handoffCommand: values.handoffCommand,
   };
 }
 
@@ -134,5 +167,18 @@ export function supervisorOptions(): Option[] {
       .argParser(parseDurationMs)
       .default(120_000, '120s'),
     new Option('--log-level <level>', "level of tandem's own JSON logs on stderr").env('TANDEM_LOG_LEVEL').argParser(parseLogLevel).default('info'),
+    new Option('--listen <sockets>', `hot upgrade: listening sockets, ${LISTEN_FORMS}; tcp sockets are opened by tandem, passed by socket activation and handed to the new slot (repeat the flag, or separate with commas)`)
+      .env('TANDEM_LISTEN')
+      .argParser(parseListenOption),
+    new Option('--drain-command <command>', 'hot upgrade: command the old slot runs before its stop signal when the new slot takes over: a JSON array, or words split on spaces')
+      .env('TANDEM_DRAIN_COMMAND')
+      .argParser(parseCommand),
+    new Option('--drain-timeout <duration>', 'hot upgrade: time the old slot’s command gets to finish its requests, from the drain command to SIGKILL')
+      .env('TANDEM_DRAIN_TIMEOUT')
+      .argParser(parseDurationMs)
+      .default(30_000, '30s'),
+    new Option('--handoff-command <command>', 'hot upgrade: command the new slot runs before its own, to take state over from the old slot (TANDEM_HANDOFF_DIR is shared by both)')
+      .env('TANDEM_HANDOFF_COMMAND')
+      .argParser(parseCommand),
   ];
 }

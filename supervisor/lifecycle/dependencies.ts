@@ -1,9 +1,18 @@
 import type { PodContainer, PodSpec } from '../protocol/pod.js';
+import type { ContainerRecord } from '../protocol/record.js';
 import type { Records } from '../protocol/store.js';
 
 /** Sidecars that must be ready before a container of the given priority starts its command. */
 export function dependenciesOf(pod: PodSpec, self: { name: string; priority: number }): PodContainer[] {
   return pod.containers.filter((container) => container.role === 'sidecar' && container.name !== self.name && container.priority > self.priority);
+}
+
+/**
+ * Reports whether a sidecar no longer holds the apps back: it is ready, or it is a parked
+ * hot-upgrade slot, which serves nothing while its other slot serves.
+ */
+export function isServingOrParked(record: ContainerRecord | undefined): boolean {
+  return record?.phase === 'ready' || record?.phase === 'parked';
 }
 
 /** Outcome of checking dependencies: all ready, still waiting, or one that exited and cannot become ready. */
@@ -17,7 +26,7 @@ export function checkDependencies(dependencies: readonly PodContainer[], records
     if (record?.phase === 'exited') {
       return { kind: 'failed', name: dependency.name, reason: `sidecar ${dependency.name} exited with code ${record.exitCode} before it was ready` };
     }
-    if (record?.phase !== 'ready') {
+    if (!isServingOrParked(record)) {
       waiting = true;
     }
   }
@@ -26,5 +35,5 @@ export function checkDependencies(dependencies: readonly PodContainer[], records
 
 /** Names the dependencies that are not ready yet, for the startup timeout message. */
 export function notReady(dependencies: readonly PodContainer[], records: Records): string[] {
-  return dependencies.filter((dependency) => records.get(dependency.name)?.phase !== 'ready').map((dependency) => dependency.name);
+  return dependencies.filter((dependency) => !isServingOrParked(records.get(dependency.name))).map((dependency) => dependency.name);
 }

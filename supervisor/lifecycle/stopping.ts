@@ -43,7 +43,7 @@ async function stopInOrderSteps(run: CommandRun, trigger: StopTrigger, config: S
     return;
   }
   if (trigger === 'apps-finished' && config.preStop !== undefined) {
-    await runPreStop(config.preStop, Math.min(config.stopTimeoutMs, deadline - Date.now()), env, log);
+    await runHook('pre-stop', config.preStop, Math.min(config.stopTimeoutMs, deadline - Date.now()), env, log);
   }
 
   const timeoutMs = Math.min(config.stopTimeoutMs, deadline - Date.now());
@@ -66,17 +66,22 @@ async function waitForOutlived(context: PodContext, waitDeadline: number, log: L
   }
 }
 
-/** Runs the pre-stop command with its share of the budget as a timeout. A failure is logged, and the stop goes on. */
-async function runPreStop(argv: readonly string[], timeoutMs: number, env: NodeJS.ProcessEnv, log: Logger): Promise<void> {
+/**
+ * Runs a hook command (pre-stop, drain, hand-off) with its share of the budget as a timeout, its
+ * output going to the container's. A failure is logged and returned; the caller decides whether it
+ * goes on.
+ */
+export async function runHook(name: string, argv: readonly string[], timeoutMs: number, env: NodeJS.ProcessEnv, log: Logger): Promise<{ ok: boolean; exitCode: number; message: string }> {
   const [file, ...args] = argv;
   const startedAt = Date.now();
   const result = await execa(file!, args, { env, extendEnv: false, reject: false, timeout: Math.max(1, timeoutMs), stdio: ['ignore', 'inherit', 'inherit'] });
   const durationMs = Date.now() - startedAt;
   if (result.exitCode === 0) {
-    log.info({ event: 'pre-stop', durationMs }, 'the pre-stop command succeeded');
-  } else {
-    log.warn({ event: 'pre-stop-failed', exitCode: result.exitCode, timedOut: result.timedOut, durationMs }, `the pre-stop command failed: ${result.shortMessage}`);
+    log.info({ event: name, durationMs }, `the ${name} command succeeded`);
+    return { ok: true, exitCode: 0, message: '' };
   }
+  log.warn({ event: `${name}-failed`, exitCode: result.exitCode, timedOut: result.timedOut, durationMs }, `the ${name} command failed: ${result.shortMessage}`);
+  return { ok: false, exitCode: result.exitCode ?? 1, message: result.shortMessage ?? `exit code ${result.exitCode}` };
 }
 
 function sleep(ms: number, cancel: Promise<unknown>): Promise<unknown> {

@@ -5,9 +5,38 @@ import { stateDir, type Role } from './pod.js';
 
 /**
  * Phase of a container as its supervisor reports it: waiting for dependencies, running its command,
- * ready to serve (sidecars), stopping, or exited.
+ * ready to serve (sidecars), stopping, or exited. A hot-upgrade slot that runs no command is parked.
  */
-export type Phase = 'waiting' | 'running' | 'ready' | 'stopping' | 'exited';
+export type Phase = 'waiting' | 'running' | 'ready' | 'stopping' | 'exited' | 'parked';
+
+/** Step of a hot-upgrade hand-off, as the slot that takes over reports it. */
+export type HandoffPhase = 'waiting-turn' | 'starting' | 'draining-peer' | 'done' | 'failed';
+
+/** A hand-off between the two slots of a hot-upgrade sidecar, in the record of the slot that takes over. */
+export interface HandoffRecord {
+  phase: HandoffPhase;
+  /** The slot that served before. */
+  from: string;
+  fromVersion: string;
+  /** Generation of the record of `from` that is asked to drain, so a later run of that slot ignores the request. */
+  fromGeneration: number;
+  /** ISO 8601 times of the steps. */
+  requestedAt: string;
+  readyAt?: string;
+  doneAt?: string;
+  /** Time from the start of the take-over to the end of the old slot's drain. */
+  durationMs?: number;
+  reason?: string;
+}
+
+/** The drain of an old slot, in its own record. */
+export interface DrainRecord {
+  /** The slot that took over, and the generation of its record. */
+  for: string;
+  forGeneration: number;
+  drainMs: number;
+  exitCode: number;
+}
 
 /** The record each supervisor writes about its own container, in `<shared>/state/<name>.json`. */
 export interface ContainerRecord {
@@ -32,6 +61,10 @@ export interface ContainerRecord {
   reason?: string;
   /** ISO 8601 time at which each phase was entered. */
   times: Partial<Record<Phase, string>>;
+  /** Version of a hot-upgrade slot (SIDECARSET_VERSION), "0" for the empty slot. */
+  slotVersion?: string;
+  handoff?: HandoffRecord;
+  drained?: DrainRecord;
 }
 
 export function recordFile(sharedDir: string, name: string): string {

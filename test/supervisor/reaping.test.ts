@@ -42,11 +42,13 @@ describe('supervise reaping through the runtime', () => {
   });
 
   it('1000 orphans leave no zombie', async () => {
-    const script = 'i=0; while [ $i -lt 1000 ]; do (sleep 0.3 &); i=$((i+1)); done; echo spawned; sleep 2';
+    // Each orphan sleeps 2 s, long enough that many are still alive when a loaded machine has
+    // spent a few seconds forking all of them, and the check comes 2.5 s after the last one.
+    const script = 'i=0; while [ $i -lt 1000 ]; do (sleep 2 &); i=$((i+1)); done; echo spawned; sleep 3.5';
     const child = runtimeTandem(['supervise', '--', 'sh', '-c', script]);
     await waitForOutput(child, 'spawned');
     const adopted = childrenOf(child.pid!).filter((process) => process.name === 'sleep').length;
-    await delay(1500);
+    await delay(2500);
     const remaining = childrenOf(child.pid!).filter((process) => process.name === 'sleep' || process.state === 'Z');
     const result = await child;
 

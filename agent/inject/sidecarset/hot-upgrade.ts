@@ -76,10 +76,10 @@ function versionEnv(slotName: string): EnvVar[] {
  * "1"; slot 2 runs the empty image with version "0". The two version env variables are appended
  * after the container's own env, as Kruise appends them.
  *
- * Kruise's webhook adds no lifecycle hook of its own. The state migration between slots is the
- * SidecarSet container's own `lifecycle.postStart`, which both slots keep.
- * NOTE: tandem's supervisor runs each slot as an independent sidecar and does no hand-off between
- * the slots, so the migration depends on that postStart hook alone.
+ * Kruise's webhook adds no lifecycle hook of its own, and both slots keep the SidecarSet
+ * container's `lifecycle.postStart`. The hand-off between the slots is the supervisor's: it reads
+ * the two version variables (supervisor/handoff/slot.ts), parks the empty slot, and moves the
+ * listening sockets to the new version (docs/hot-upgrade.md).
  */
 export function buildHotUpgradeSlots(
   built: Container,

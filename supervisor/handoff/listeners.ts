@@ -1,0 +1,177 @@
+import { unlink } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import path from 'node:path';
+import type { Logger } from '../log.js';
+import { stateDir } from '../protocol/pod.js';
+import { MAX_SOCKET_PATH_BYTES } from '../protocol/liveness.js';
+import { closeFd, createListener, receiveFds, sendFdsToSocket } from './fd-passing.js';
+import { socketInode } from './serving.js';
+import { describeListener, listenerName, type ListenSpec } from './listen-spec.js';
+
+/** Time to receive the sockets from the other slot, which sends them at once while it runs. */
+const RECEIVE_TIMEOUT_MS = 2000;
+/** Time a port may stay busy before binding fails, for example while an old process still exits. */
+const BIND_RETRY_MS = 5000;
+
+/** Unix socket on which a slot's supervisor hands its listening sockets to the other slot. */
+export function handoffSocketFile(sharedDir: string, name: string): string {
+  return path.join(stateDir(sharedDir), `${name}.fds.sock`);
+}
+
+/** Description of the handed sockets, sent with them so the receiver can check it got what it asked for. */
+interface HandoffPayload {
+  names: string[];
+}
+
+/** The listening sockets of one slot: those it owns (in fd order from 3) and the ports its command binds itself. */
+export class Listeners {
+  private server: Server | undefined;
+
+  private constructor(
+    readonly owned: ReadonlyArray<{ spec: ListenSpec & { kind: 'tcp' }; fd: number }>,
+    readonly reusedPorts: readonly number[],
+    /** Origin of the owned sockets: opened here, or received from the other slot. */
+    readonly source: 'opened' | 'received' | 'none',
+  ) {}
+
+  /**
+   * Opens the owned sockets, or receives them from the other slot when `peerSocket` is given and
+   * the peer sends them. A peer that sends none (it died, or never owned them) is logged, and the
+   * sockets are opened here instead.
+   */
+  static async open(specs: readonly ListenSpec[], peerSocket: string | undefined, log: Logger): Promise<Listeners> {
+    const tcp = specs.filter((spec): spec is ListenSpec & { kind: 'tcp' } => spec.kind === 'tcp');
+    const reusedPorts = specs.filter((spec) => spec.kind === 'reuseport').map((spec) => spec.port);
+    if (tcp.length === 0) {
+      return new Listeners([], reusedPorts, 'none');
+    }
+
+    if (peerSocket !== undefined) {
+      const received = receiveFrom(peerSocket, tcp, log);
+      if (received !== undefined) {
+        return new Listeners(tcp.map((spec, index) => ({ spec, fd: received[index]! })), reusedPorts, 'received');
+      }
+    }
+    const owned: Array<{ spec: ListenSpec & { kind: 'tcp' }; fd: number }> = [];
+    try {
+      for (const spec of tcp) {
+        owned.push({ spec, fd: await bindWithRetry(spec) });
+      }
+    } catch (error) {
+      for (const entry of owned) {
+        closeFd(entry.fd);
+      }
+      throw error;
+    }
+    return new Listeners(owned, reusedPorts, 'opened');
+  }
+
+  get isEmpty(): boolean {
+    return this.owned.length === 0 && this.reusedPorts.length === 0;
+  }
+
+  get fds(): number[] {
+    return this.owned.map((entry) => entry.fd);
+  }
+
+  /** Socket inodes of the owned sockets, to find them among the command's descriptors. */
+  inodes(): Set<number> {
+    return new Set(this.owned.map((entry) => socketInode('self', entry.fd)).filter((inode): inode is number => inode !== undefined));
+  }
+
+  /** Variables of systemd socket activation for the command; LISTEN_PID is set by the launcher that execs it. */
+  activationEnv(): Record<string, string> {
+    if (this.owned.length === 0) {
+      return {};
+    }
+    return { LISTEN_FDS: String(this.owned.length), LISTEN_FDNAMES: this.owned.map((entry) => listenerName(entry.spec)).join(':') };
+  }
+
+  /** Starts serving the owned sockets to the other slot's supervisor on the Unix socket `socketFile`. */
+  async serve(socketFile: string, log: Logger): Promise<void> {
+    if (this.owned.length === 0) {
+      return;
+    }
+    if (Buffer.byteLength(socketFile) > MAX_SOCKET_PATH_BYTES) {
+      throw new Error(`The hand-off socket path ${socketFile} is longer than ${MAX_SOCKET_PATH_BYTES} bytes, the limit of a Unix socket address. Mount the shared volume at a shorter path.`);
+    }
+    await unlink(socketFile).catch(() => undefined);
+    const payload = Buffer.from(JSON.stringify({ names: this.owned.map((entry) => listenerName(entry.spec)) } satisfies HandoffPayload));
+    // pauseOnConnect keeps libuv from reading the connection, so the addon's sendmsg is its only traffic.
+    const server = createServer({ pauseOnConnect: true }, (connection) => {
+      try {
+        sendFdsToSocket(connection, this.fds, payload);
+        log.info({ event: 'listeners-sent', listeners: this.owned.map((entry) => describeListener(entry.spec)) }, 'handed the listening sockets to the other slot');
+      } catch (error) {
+        log.error({ event: 'listeners-send-failed', err: error }, `handing the listening sockets over failed: ${(error as Error).message}`);
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketFile, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (error) => log.error({ event: 'handoff-socket-failed', err: error }, `the hand-off socket ${socketFile} failed: ${error.message}`));
+    this.server = server;
+  }
+
+  /** Stops answering requests and closes this supervisor's copies of the sockets; the command keeps its own. */
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (server !== undefined) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    for (const entry of this.owned) {
+      closeFd(entry.fd);
+    }
+    (this.owned as unknown[]).length = 0;
+  }
+}
+
+/** Receives the sockets from the other slot; undefined when it does not answer or sends other sockets. */
+function receiveFrom(socketFile: string, specs: ReadonlyArray<ListenSpec & { kind: 'tcp' }>, log: Logger): number[] | undefined {
+  const expected = specs.map((spec) => listenerName(spec));
+  let received: { fds: number[]; payload: Buffer };
+  try {
+    received = receiveFds(socketFile, RECEIVE_TIMEOUT_MS);
+  } catch (error) {
+    log.warn({ event: 'listeners-not-received', err: error }, `the other slot did not hand over its listening sockets (${(error as Error).message}); opening them here`);
+    return undefined;
+  }
+
+  let names: unknown;
+  try {
+    names = (JSON.parse(received.payload.toString('utf8')) as HandoffPayload).names;
+  } catch {
+    names = undefined;
+  }
+  if (!Array.isArray(names) || names.length !== received.fds.length || expected.some((name, index) => names[index] !== name)) {
+    for (const fd of received.fds) {
+      closeFd(fd);
+    }
+    log.warn(
+      { event: 'listeners-mismatch', expected, received: names },
+      `the other slot handed over ${JSON.stringify(names)} but this slot listens on ${JSON.stringify(expected)}; opening them here`,
+    );
+    return undefined;
+  }
+  log.info({ event: 'listeners-received', listeners: specs.map((spec) => describeListener(spec)) }, 'received the listening sockets from the other slot');
+  return received.fds;
+}
+
+async function bindWithRetry(spec: ListenSpec & { kind: 'tcp' }): Promise<number> {
+  const deadline = Date.now() + BIND_RETRY_MS;
+  for (;;) {
+    try {
+      return createListener(spec.host, spec.port);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || Date.now() > deadline) {
+        throw new Error(`Cannot listen on ${describeListener(spec)}: ${(error as Error).message}. The port is in use by another process, and tandem needs it free to open the socket. Stop that process or choose another port.`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
