@@ -1,8 +1,9 @@
 /**
  * Identity of a hot-upgrade slot. OpenKruise runs a HotUpgrade sidecar `<name>` as two containers,
  * `<name>-1` and `<name>-2`, and gives each its own version and the other's through the downward
- * API: `SIDECARSET_VERSION` and `SIDECARSET_VERSION_ALT`. The empty slot has version "0". Kruise
- * raises the version by one at each upgrade, rollbacks included.
+ * API: `SIDECARSET_VERSION` and `SIDECARSET_VERSION_ALT`. The empty slot has version "0", the
+ * first working slot "1", and a slot upgraded later the SidecarSet's resourceVersion at that time
+ * (Kruise's sidecarset controller), so each upgrade, a rollback included, brings a new version.
  */
 
 export const VERSION_ENV = 'SIDECARSET_VERSION';
@@ -47,13 +48,24 @@ export function isEmptySlot(slot: Slot): boolean {
 }
 
 /**
- * Reports whether `candidate` replaces `current`. Kruise's versions are counters, so the greater
- * one is newer. Versions that are not both whole numbers are compared for equality only: a slot
- * started with another version is an upgrade, and one with the same version is not.
+ * Reports whether a slot of `version` replaces the serving slot of `servingVersion`, which took
+ * over from `servingReplaced` (undefined when it started alone). Kubernetes documents
+ * resourceVersion as opaque, so versions are compared for equality only: another version is an
+ * upgrade, except the one the serving slot replaced, which is an old slot restarted before Kruise
+ * reset it to the empty image.
  */
-export function supersedes(candidate: string, current: string): boolean {
-  if (/^\d+$/.test(candidate) && /^\d+$/.test(current)) {
-    return BigInt(candidate) > BigInt(current);
+export function replaces(version: string, servingVersion: string, servingReplaced: string | undefined): boolean {
+  return version !== servingVersion && version !== servingReplaced;
+}
+
+/**
+ * Orders two versions for a tie-break only: numerically when both are whole numbers, as etcd's
+ * resourceVersions are in practice, and otherwise not at all (0).
+ */
+export function compareVersions(left: string, right: string): number {
+  if (/^\d+$/.test(left) && /^\d+$/.test(right)) {
+    const [a, b] = [BigInt(left), BigInt(right)];
+    return a === b ? 0 : a < b ? -1 : 1;
   }
-  return candidate !== current;
+  return 0;
 }

@@ -2,7 +2,7 @@ import type { Logger } from '../log.js';
 import type { PodContext } from '../lifecycle/pod-context.js';
 import type { ContainerRecord, HandoffRecord } from '../protocol/record.js';
 import type { Records } from '../protocol/store.js';
-import { isEmptySlot, supersedes, type Slot } from './slot.js';
+import { compareVersions, isEmptySlot, replaces, type Slot } from './slot.js';
 
 /**
  * The hand-off protocol between the two slots of a hot-upgrade sidecar, over their records in the
@@ -21,16 +21,12 @@ function versionOf(record: ContainerRecord, slot: Slot): string {
 }
 
 /**
- * Between two slots that both wait for their turn, the one that starts first: the older version,
- * or slot 1 when the versions cannot be ordered. The other then takes over from it.
+ * Reports whether this slot starts first when both slots wait for their turn: the lower version
+ * does, or slot 1 when the versions cannot be ordered. The other then takes over from it.
  */
 function startsFirst(slot: Slot, peerVersion: string): boolean {
-  const mineIsNewer = supersedes(slot.version, peerVersion);
-  const peerIsNewer = supersedes(peerVersion, slot.version);
-  if (mineIsNewer !== peerIsNewer) {
-    return peerIsNewer;
-  }
-  return slot.name.endsWith('-1');
+  const order = compareVersions(slot.version, peerVersion);
+  return order === 0 ? slot.name.endsWith('-1') : order < 0;
 }
 
 /** Decides from the records; undefined while the peer is in a step that this slot must wait out. */
@@ -41,7 +37,7 @@ function decide(slot: Slot, records: Records): SlotPlan | undefined {
   }
   const peerVersion = versionOf(peer, slot);
   if (peer.phase === 'ready' && !BUSY_STEPS.has(peer.handoff?.phase as HandoffRecord['phase'])) {
-    if (supersedes(slot.version, peerVersion)) {
+    if (replaces(slot.version, peerVersion, peer.handoff?.fromVersion)) {
       return { kind: 'take-over', peer };
     }
     return { kind: 'park', reason: `${slot.peer} serves version ${peerVersion}, which version ${slot.version} does not replace` };

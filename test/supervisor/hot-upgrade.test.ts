@@ -333,6 +333,26 @@ describe('hot upgrade between two slots', () => {
     expect((await third).exitCode).toBe(0);
   }, 30_000);
 
+  it('restarted old slot parks', async () => {
+    const { shared, port, flags, first } = await servingPod();
+    const second = startSlot(shared, 'mesh-2', '2', ['node', SERVER], flags);
+    await waitFor('mesh-1 drained', () => record(shared, 'mesh-1')?.phase === 'parked');
+
+    // mesh-1's container restarts before Kruise resets it to the empty image, so it still has version 1.
+    first.kill('SIGTERM');
+    await first;
+    const generation = record(shared, 'mesh-1')!.generation;
+    const stale = startSlot(shared, 'mesh-1', '1', ['node', SERVER], flags);
+    await waitFor('mesh-1 parked again', () => record(shared, 'mesh-1')?.generation === generation + 1 && record(shared, 'mesh-1')?.phase === 'parked');
+    expect(record(shared, 'mesh-1')?.reason).toBe('mesh-2 serves version 2, which version 1 does not replace');
+    expect(record(shared, 'mesh-2')?.phase).toBe('ready');
+    expect(await get(port)).toBe('version=v2');
+    second.kill('SIGTERM');
+    stale.kill('SIGTERM');
+    expect((await second).exitCode).toBe(0);
+    expect((await stale).exitCode).toBe(0);
+  }, 30_000);
+
   it('second upgrade waits its turn', async () => {
     const { shared, port, flags, first } = await servingPod();
     const readyFile = path.join(shared, 'v2-ready');
