@@ -15,7 +15,7 @@ import { stopInOrder, type StopTrigger } from './lifecycle/stopping.js';
 import { joinPod, SupervisorError, type PodContext } from './lifecycle/pod-context.js';
 import { createLogger, type Logger } from './log.js';
 import { CriLogWriter } from './logs/cri-writer.js';
-import { logDir } from './protocol/pod.js';
+import { HANDOFF_DIR, logDir, stateDir } from './protocol/pod.js';
 import { onSignals, SHUTDOWN_SIGNALS } from './signals.js';
 import { handoffSocketFile, Listeners } from './handoff/listeners.js';
 import { park } from './handoff/park.js';
@@ -30,6 +30,11 @@ import type { ContainerRecord } from './protocol/record.js';
  * about 80 MB/s, measured on a 2-core machine, fit without a drop at this size.
  */
 const MAX_QUEUED_LOG_BYTES = 32 * 1024 * 1024;
+
+/** Attempts of a take-over whose new version exits or is never ready, before the slot parks. */
+const TAKEOVER_ATTEMPTS = 3;
+/** Wait before the second attempt of a take-over; the third waits twice as long. */
+const TAKEOVER_RETRY_MS = 1000;
 
 /** Time before the first in-place restart of a crashed sidecar; it doubles up to the maximum. */
 const RESTART_BACKOFF_MS = 1000;
@@ -107,11 +112,11 @@ export async function supervise(config: SupervisorConfig, argv: readonly string[
     if (takeover !== undefined && config.handoffCommand !== undefined) {
       const hook = await runHook('handoff', config.handoffCommand, config.startupTimeoutMs, { ...commandEnv, TANDEM_HANDOFF_FROM: takeover.peer.name, TANDEM_HANDOFF_FROM_VERSION: takeover.record.fromVersion }, log);
       if (!hook.ok) {
-        await context!.writer.update('exited', { exitCode: hook.exitCode, reason: `hand-off command failed: ${hook.message}`, ...takeover.failureFields(`the hand-off command failed: ${hook.message}`) });
-        return hook.exitCode;
+        return await failTakeover(takeover, `the hand-off command failed: ${hook.message}`, listeners, context!, stopRequest.signal, log);
       }
     }
 
+    let takeoverAttempts = 0;
     for (let restarts = 0; ; restarts += 1) {
       const sidecarStop = new AbortController();
       const slotRun: SlotRun = { slot, takeover, listeners, drainedFor: undefined, failure: undefined };
@@ -131,11 +136,23 @@ export async function supervise(config: SupervisorConfig, argv: readonly string[
         const drained = { for: by.name, forGeneration: by.generation, drainMs: slotRun.drainMs ?? 0, exitCode: exit.rawExitCode ?? exit.exitCode };
         return await park(context, stopRequest.signal, `drained for ${by.name} (version ${by.slotVersion ?? '?'})`, { drained, exitCode: undefined }, log);
       }
+      if (takeover !== undefined && !run.becameReady && !stopRequest.signal.aborted) {
+        // The old version was never asked to drain, so it still serves while this slot retries or parks.
+        takeoverAttempts += 1;
+        const reason = slotRun.failure ?? `the new version exited with code ${exit.rawExitCode ?? exit.exitCode} before it was ready`;
+        if (takeoverAttempts >= TAKEOVER_ATTEMPTS) {
+          return await failTakeover(takeover, `${reason} (attempt ${takeoverAttempts} of ${TAKEOVER_ATTEMPTS})`, listeners, context!, stopRequest.signal, log);
+        }
+        if (!(await retryTakeover(takeover, reason, takeoverAttempts, context!, stopRequest.signal, log))) {
+          await context!.writer.update('exited', { exitCode: ExitCode.stoppedOnRequest, reason: 'stopped while waiting to retry the take-over' });
+          return ExitCode.stoppedOnRequest;
+        }
+        run = undefined;
+        continue;
+      }
       if (!shouldRestart(run, exit, context, stopRequest.signal)) {
-        const failure = takeover !== undefined && !run.becameReady ? takeover.failureFields(slotRun.failure ?? `the new version exited with code ${exit.rawExitCode ?? exit.exitCode} before it was ready`) : {};
-        const exitCode = slotRun.failure !== undefined ? ExitCode.dependencyFailed : exit.exitCode;
-        await context?.writer.update('exited', { exitCode, rawExitCode: exit.rawExitCode, signal: exit.signal, ...failure });
-        return exitCode;
+        await context?.writer.update('exited', { exitCode: exit.exitCode, rawExitCode: exit.rawExitCode, signal: exit.signal });
+        return exit.exitCode;
       }
       takeover = undefined;
       const resumed = await backOff(restarts, exit, context!, stopRequest.signal, log);
@@ -356,12 +373,40 @@ async function drainForPeer(run: CommandRun, by: ContainerRecord, slotRun: SlotR
   slotRun.drainMs = Math.round(performance.now() - startedAt);
 }
 
+/**
+ * Waits before the next attempt of a take-over whose new version failed, 1 s after the first
+ * failure and 2 s after the second. Returns false when a stop request ends the wait.
+ */
+async function retryTakeover(takeover: Takeover, reason: string, attempt: number, context: PodContext, shutdown: AbortSignal, log: Logger): Promise<boolean> {
+  const delayMs = TAKEOVER_RETRY_MS * attempt;
+  log.warn({ event: 'handoff-retry', from: takeover.peer.name, attempt, reason, delayMs }, `attempt ${attempt} of ${TAKEOVER_ATTEMPTS} to take over from ${takeover.peer.name} failed: ${reason}; retrying in ${delayMs} ms`);
+  await context.writer.update('waiting', { pid: undefined, reason: `take-over attempt ${attempt} failed: ${reason}` });
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(true), delayMs);
+    shutdown.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve(false);
+    }, { once: true });
+  });
+}
+
+/**
+ * Ends a failed take-over: the slot records the failure and parks, so its container stays up as the
+ * idle slot and the old version keeps serving. Exiting instead would make kubelet restart the
+ * container in a loop and mark the pod not ready.
+ */
+async function failTakeover(takeover: Takeover, reason: string, listeners: Listeners | undefined, context: PodContext, shutdown: AbortSignal, log: Logger): Promise<number> {
+  const fields = takeover.failureFields(reason);
+  await listeners?.close();
+  return park(context, shutdown, `the upgrade to version ${takeover.slot.version} failed: ${reason}`, { ...fields, exitCode: undefined, rawExitCode: undefined }, log);
+}
+
 /** Opens the listening sockets, taking them from the other slot during a take-over, and serves them to it. */
 async function openListeners(config: SupervisorConfig, slot: Slot | undefined, takeover: Takeover | undefined, log: Logger): Promise<Listeners> {
   const fromPeer = takeover !== undefined ? handoffSocketFile(config.sharedDir!, slot!.peer) : undefined;
   let listeners: Listeners;
   try {
-    listeners = await Listeners.open(config.listen, fromPeer, log);
+    listeners = await Listeners.open(config.listen, fromPeer, config.startupTimeoutMs, log);
   } catch (error) {
     throw new SupervisorError((error as Error).message, ExitCode.internalError);
   }
@@ -371,9 +416,12 @@ async function openListeners(config: SupervisorConfig, slot: Slot | undefined, t
   return listeners;
 }
 
-/** Directory of the shared volume that both slots of a sidecar see, for state that the new version takes over. */
+/**
+ * Directory that both slots of a sidecar see, for state that the new version takes over. It is in
+ * the state volume, the one volume of the pod that every container can write.
+ */
 async function handoffDirectory(sharedDir: string, slot: Slot): Promise<string> {
-  const directory = path.join(sharedDir, 'handoff', slot.base);
+  const directory = path.join(stateDir(sharedDir), HANDOFF_DIR, slot.base);
   await mkdir(directory, { recursive: true });
   return directory;
 }

@@ -4,9 +4,9 @@ import path from 'node:path';
 import { execa } from 'execa';
 
 /**
- * Builds the socket-activated HTTP server of the hot-upgrade pod test: `server.c` compiled on the
- * host with `gcc -static`, in an image of its own per version, `localhost/tandem-test/activated-http:<version>`,
- * whose ENV VERSION is what the server answers.
+ * Builds the socket-activated HTTP server of the hot-upgrade pod test. `server.c` is compiled on
+ * the host with `gcc -static` and goes into one image per version,
+ * `localhost/tandem-test/activated-http:<version>`, whose ENV VERSION the server returns.
  */
 
 export const ACTIVATED_HTTP_REPOSITORY = 'localhost/tandem-test/activated-http';

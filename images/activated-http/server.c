@@ -3,12 +3,12 @@
  * activation, the sidecar of tandem's hot-upgrade pod test. It serves on fd 3 when LISTEN_FDS is 1
  * or more and LISTEN_PID, when set, is its own PID.
  *
- *   GET /            answers "version=$VERSION\n" at once
- *   GET /slow?ms=N   answers the same after N milliseconds (at most 10000)
+ *   GET /            responds with "version=$VERSION\n" at once
+ *   GET /slow?ms=N   responds the same after N milliseconds (at most 10000)
  *
  * Connections are kept alive until the client closes them. On SIGTERM or SIGINT the server stops
  * accepting and closes its copy of fd 3, so connections still in the accept queue go to the process
- * that shares the socket. Each open connection then gets `Connection: close` with its next answer,
+ * that shares the socket. Each open connection then gets `Connection: close` with its next response,
  * and an idle one stays open until the client sends a request or closes it. The server exits 0 when
  * no connection is left, or when DRAIN_TIMEOUT_MS (default 8000) has passed since the signal.
  *
@@ -46,11 +46,11 @@ struct connection {
   size_t body_remaining;
   char output[MAX_RESPONSE_BYTES];
   size_t output_length, output_sent;
-  /* Monotonic time in milliseconds at which a slow answer is due, or 0. */
-  long long answer_due_ms;
-  int close_after_answer;
-  /* The answer that closes the connection is sent: its write side is shut down, and the rest of
-   * the client's input is read until end of file, so that closing never sends a reset. */
+  /* Monotonic time in milliseconds at which a slow response is due, or 0. */
+  long long response_due_ms;
+  int close_after_response;
+  /* Set once the response that closes the connection is sent. The write side is then shut down
+   * and the client's input is read until end of file, so that closing never sends a reset. */
   int closing;
 };
 
@@ -97,7 +97,7 @@ static void watch(struct connection *connection, unsigned events) {
   epoll_ctl(epoll_fd, EPOLL_CTL_MOD, connection->fd, &event);
 }
 
-/* Sends what is left of the answer. Returns 0 when the connection was closed. */
+/* Sends what is left of the response. Returns 0 when the connection was closed. */
 static int flush_output(struct connection *connection) {
   while (connection->output_sent < connection->output_length) {
     ssize_t sent = send(connection->fd, connection->output + connection->output_sent, connection->output_length - connection->output_sent, MSG_NOSIGNAL);
@@ -116,22 +116,22 @@ static int flush_output(struct connection *connection) {
   }
   connection->output_length = connection->output_sent = 0;
   watch(connection, EPOLLIN);
-  if (connection->close_after_answer) {
+  if (connection->close_after_response) {
     shutdown(connection->fd, SHUT_WR);
     connection->closing = 1;
   }
   return 1;
 }
 
-static int answer(struct connection *connection, int status, const char *reason, const char *body) {
+static int respond(struct connection *connection, int status, const char *reason, const char *body) {
   if (draining) {
-    connection->close_after_answer = 1;
+    connection->close_after_response = 1;
   }
   connection->output_length = (size_t)snprintf(connection->output, sizeof connection->output,
                                                "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\nX-Version: %s\r\n%s\r\n%s",
-                                               status, reason, strlen(body), version, connection->close_after_answer ? "Connection: close\r\n" : "", body);
+                                               status, reason, strlen(body), version, connection->close_after_response ? "Connection: close\r\n" : "", body);
   connection->output_sent = 0;
-  connection->answer_due_ms = 0;
+  connection->response_due_ms = 0;
   return flush_output(connection);
 }
 
@@ -154,11 +154,11 @@ static const char *header_value(const char *head, const char *end, const char *n
 }
 
 /*
- * Handles the next complete request in the input buffer, unless an answer is still pending.
+ * Handles the complete requests in the input buffer in order, while no response is pending.
  * Returns 0 when the connection was closed.
  */
 static int handle_requests(struct connection *connection) {
-  while (!connection->closing && connection->answer_due_ms == 0 && connection->output_length == 0) {
+  while (!connection->closing && connection->response_due_ms == 0 && connection->output_length == 0) {
     if (connection->body_remaining > 0) {
       size_t skipped = connection->body_remaining < connection->input_length ? connection->body_remaining : connection->input_length;
       memmove(connection->input, connection->input + skipped, connection->input_length - skipped);
@@ -172,8 +172,8 @@ static int handle_requests(struct connection *connection) {
     char *head_end = strstr(connection->input, "\r\n\r\n");
     if (head_end == NULL) {
       if (connection->input_length >= MAX_REQUEST_BYTES - 1) {
-        connection->close_after_answer = 1;
-        return answer(connection, 431, "Request Header Fields Too Large", "request head too large\n");
+        connection->close_after_response = 1;
+        return respond(connection, 431, "Request Header Fields Too Large", "request head too large\n");
       }
       return 1;
     }
@@ -181,17 +181,17 @@ static int handle_requests(struct connection *connection) {
 
     char method[16], target[1024], protocol[16];
     if (sscanf(connection->input, "%15s %1023s %15s", method, target, protocol) != 3) {
-      connection->close_after_answer = 1;
-      return answer(connection, 400, "Bad Request", "invalid request line\n");
+      connection->close_after_response = 1;
+      return respond(connection, 400, "Bad Request", "invalid request line\n");
     }
     size_t length = 0;
     const char *value = header_value(connection->input, head_end, "Connection", &length);
     if (strcmp(protocol, "HTTP/1.1") != 0 || (value != NULL && length == 5 && strncasecmp(value, "close", 5) == 0)) {
-      connection->close_after_answer = 1;
+      connection->close_after_response = 1;
     }
     if (header_value(connection->input, head_end, "Transfer-Encoding", &length) != NULL) {
-      connection->close_after_answer = 1;
-      return answer(connection, 501, "Not Implemented", "chunked request bodies are not supported\n");
+      connection->close_after_response = 1;
+      return respond(connection, 501, "Not Implemented", "chunked request bodies are not supported\n");
     }
     value = header_value(connection->input, head_end, "Content-Length", &length);
     long body_length = value != NULL ? strtol(value, NULL, 10) : 0;
@@ -205,10 +205,15 @@ static int handle_requests(struct connection *connection) {
     snprintf(body, sizeof body, "version=%s\n", version);
     if (strncmp(target, "/slow?ms=", 9) == 0) {
       long delay_ms = parse_long(target + 9, 0);
-      connection->answer_due_ms = now_ms() + (delay_ms < 0 ? 0 : delay_ms > MAX_SLOW_MS ? MAX_SLOW_MS : delay_ms);
+      if (delay_ms < 0) {
+        delay_ms = 0;
+      } else if (delay_ms > MAX_SLOW_MS) {
+        delay_ms = MAX_SLOW_MS;
+      }
+      connection->response_due_ms = now_ms() + delay_ms;
       return 1;
     }
-    if (!answer(connection, 200, "OK", body)) {
+    if (!respond(connection, 200, "OK", body)) {
       return 0;
     }
   }
@@ -222,8 +227,8 @@ static int read_input(struct connection *connection) {
     char *buffer = connection->closing ? discard : connection->input + connection->input_length;
     size_t room = connection->closing ? sizeof discard : MAX_REQUEST_BYTES - 1 - connection->input_length;
     if (room == 0) {
-      /* The buffer is full of pipelined requests behind a pending answer: stop reading until
-       * the answer is sent, when flush_output watches for input again. */
+      /* The buffer is full of pipelined requests behind a pending response, so reading stops
+       * until flush_output has sent that response and watches for input again. */
       watch(connection, connection->output_length > 0 ? EPOLLOUT : 0);
       return handle_requests(connection);
     }
@@ -281,25 +286,26 @@ static void start_drain(int signal_number) {
   dprintf(1, "activated-http: received %s; stopped accepting, draining %d connections\n", signal_number == SIGTERM ? "SIGTERM" : "SIGINT", connection_count);
 }
 
-/* Answers the slow requests that are due, and returns the time until the next one in ms, or -1. */
-static int answer_due_requests(void) {
+/* Responds to the slow requests that are due. Returns the time in ms until the next one or the
+ * drain deadline, or -1 when there is neither. */
+static int respond_to_due_requests(void) {
   long long now = now_ms();
   long long next = -1;
   for (struct connection *connection = connections, *following; connection != NULL; connection = following) {
     following = connection->next;
-    if (connection->answer_due_ms == 0) {
+    if (connection->response_due_ms == 0) {
       continue;
     }
-    if (connection->answer_due_ms <= now) {
+    if (connection->response_due_ms <= now) {
       char body[128];
       snprintf(body, sizeof body, "version=%s\n", version);
-      if (answer(connection, 200, "OK", body)) {
+      if (respond(connection, 200, "OK", body)) {
         handle_requests(connection);
       }
       continue;
     }
-    if (next < 0 || connection->answer_due_ms - now < next) {
-      next = connection->answer_due_ms - now;
+    if (next < 0 || connection->response_due_ms - now < next) {
+      next = connection->response_due_ms - now;
     }
   }
   if (draining) {
@@ -362,7 +368,7 @@ int main(void) {
   dprintf(1, "activated-http: serving version %s on fd 3 (%s) as pid %d, uid %d\n", version, names ? names : "unnamed", (int)getpid(), (int)getuid());
 
   for (;;) {
-    int timeout_ms = answer_due_requests();
+    int timeout_ms = respond_to_due_requests();
     if (draining && (connection_count == 0 || now_ms() >= drain_deadline_ms)) {
       dprintf(1, "activated-http: drained, %d connections left open; exiting 0\n", connection_count);
       return 0;

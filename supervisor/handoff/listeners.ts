@@ -10,8 +10,8 @@ import { describeListener, listenerName, type ListenSpec } from './listen-spec.j
 
 /** Time to receive the sockets from the other slot, which sends them at once while it runs. */
 const RECEIVE_TIMEOUT_MS = 2000;
-/** Time a port may stay busy before binding fails, for example while an old process still exits. */
-const BIND_RETRY_MS = 5000;
+/** Time between two attempts to bind a port that is still in use. */
+const BIND_RETRY_INTERVAL_MS = 100;
 
 /** Unix socket on which a slot's supervisor hands its listening sockets to the other slot. */
 export function handoffSocketFile(sharedDir: string, name: string): string {
@@ -37,9 +37,10 @@ export class Listeners {
   /**
    * Opens the owned sockets, or receives them from the other slot when `peerSocket` is given and
    * the peer sends them. A peer that sends none (it died, or never owned them) is logged, and the
-   * sockets are opened here instead.
+   * sockets are opened here instead. A port still in use, for example by an old process that
+   * ignores its stop signal, is retried until `bindTimeoutMs`.
    */
-  static async open(specs: readonly ListenSpec[], peerSocket: string | undefined, log: Logger): Promise<Listeners> {
+  static async open(specs: readonly ListenSpec[], peerSocket: string | undefined, bindTimeoutMs: number, log: Logger): Promise<Listeners> {
     const tcp = specs.filter((spec): spec is ListenSpec & { kind: 'tcp' } => spec.kind === 'tcp');
     const reusedPorts = specs.filter((spec) => spec.kind === 'reuseport').map((spec) => spec.port);
     if (tcp.length === 0) {
@@ -55,7 +56,7 @@ export class Listeners {
     const owned: Array<{ spec: ListenSpec & { kind: 'tcp' }; fd: number }> = [];
     try {
       for (const spec of tcp) {
-        owned.push({ spec, fd: await bindWithRetry(spec) });
+        owned.push({ spec, fd: await bindWithRetry(spec, bindTimeoutMs, log) });
       }
     } catch (error) {
       for (const entry of owned) {
@@ -162,16 +163,23 @@ function receiveFrom(socketFile: string, specs: ReadonlyArray<ListenSpec & { kin
   return received.fds;
 }
 
-async function bindWithRetry(spec: ListenSpec & { kind: 'tcp' }): Promise<number> {
-  const deadline = Date.now() + BIND_RETRY_MS;
-  for (;;) {
+async function bindWithRetry(spec: ListenSpec & { kind: 'tcp' }, timeoutMs: number, log: Logger): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 1; ; attempt += 1) {
     try {
       return createListener(spec.host, spec.port);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || Date.now() > deadline) {
-        throw new Error(`Cannot listen on ${describeListener(spec)}: ${(error as Error).message}. The port is in use by another process, and tandem needs it free to open the socket. Stop that process or choose another port.`);
+      const inUse = (error as NodeJS.ErrnoException).code === 'EADDRINUSE';
+      if (!inUse) {
+        throw new Error(`Cannot listen on ${describeListener(spec)}: ${(error as Error).message}.`);
       }
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      if (Date.now() > deadline) {
+        throw new Error(`Cannot listen on ${describeListener(spec)}: the port was still in use after ${timeoutMs / 1000}s. Stop the process that listens on it, or choose another port.`);
+      }
+      if (attempt === 1) {
+        log.warn({ event: 'listen-busy', listener: describeListener(spec), timeoutMs }, `${describeListener(spec)} is in use; retrying until it is free`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, BIND_RETRY_INTERVAL_MS));
     }
   }
 }

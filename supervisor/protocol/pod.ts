@@ -36,6 +36,9 @@ export function isContainerName(value: string): boolean {
   return CONTAINER_NAME.test(value);
 }
 
+/** Directory of the state volume with one folder per hot-upgrade sidecar, for the state its new version takes over. */
+export const HANDOFF_DIR = 'handoff';
+
 export function stateDir(sharedDir: string): string {
   return path.join(sharedDir, 'state');
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type { Logger } from '../log.js';
 import { deadSupervisorRecord, PeerWatcher } from './liveness.js';
-import { POD_SPEC_FILE, stateDir } from './pod.js';
+import { HANDOFF_DIR, POD_SPEC_FILE, stateDir } from './pod.js';
 import { readRecord, type ContainerRecord } from './record.js';
 
 export type Records = ReadonlyMap<string, ContainerRecord>;
@@ -203,5 +203,5 @@ export class RecordStore extends EventEmitter {
 /** Temporary files of atomic writes start with a dot, and the pod spec is not a record. */
 function isIgnored(file: string): boolean {
   const name = path.basename(file);
-  return name.startsWith('.') || name === POD_SPEC_FILE || (!name.endsWith('.json') && name.includes('.'));
+  return name.startsWith('.') || name === POD_SPEC_FILE || name === HANDOFF_DIR || (!name.endsWith('.json') && name.includes('.'));
 }

@@ -109,8 +109,8 @@ interface LoadResult {
 }
 
 /** Runs autocannon for a bounded time against the port, with keep-alive connections. */
-async function startLoad(port: number, seconds: number): Promise<() => Promise<LoadResult>> {
-  const load = execa('node', [AUTOCANNON, '--json', '--connections', '8', '--duration', String(seconds), `http://127.0.0.1:${port}/`], { reject: false });
+async function startLoad(port: number, seconds: number, extra: readonly string[] = []): Promise<() => Promise<LoadResult>> {
+  const load = execa('node', [AUTOCANNON, '--json', '--connections', '8', '--duration', String(seconds), ...extra, `http://127.0.0.1:${port}/`], { reject: false });
   return async () => {
     const result = await load;
     const report = JSON.parse(result.stdout) as { requests: { total: number }; errors: number; timeouts: number; non2xx: number; resets?: number };
@@ -277,27 +277,61 @@ describe('hot upgrade between two slots', () => {
     return { shared, port, flags, first };
   }
 
-  it('new version exiting early fails', async () => {
+  it('new version exiting early parks', async () => {
     const { shared, port, flags } = await servingPod();
-    const failed = await startSlot(shared, 'mesh-2', '2', ['sh', '-c', 'echo broken >&2; exit 3'], flags);
-    expect(failed.exitCode).toBe(3);
-    expect(record(shared, 'mesh-2')).toMatchObject({
-      phase: 'exited',
-      exitCode: 3,
-      handoff: { phase: 'failed', from: 'mesh-1', reason: 'the new version exited with code 3 before it was ready' },
+    const attempts = path.join(shared, 'attempts');
+    const failed = startSlot(shared, 'mesh-2', '2', ['sh', '-c', `echo attempt >> ${attempts}; exit 3`], flags);
+    await waitFor('mesh-2 parked', () => record(shared, 'mesh-2')?.phase === 'parked', 20_000);
+
+    expect(readFileSync(attempts, 'utf8').trim().split('\n')).toHaveLength(3);
+    expect(record(shared, 'mesh-2')?.handoff).toMatchObject({
+      phase: 'failed',
+      from: 'mesh-1',
+      reason: 'the new version exited with code 3 before it was ready (attempt 3 of 3)',
     });
-    expect(record(shared, 'mesh-1')).toMatchObject({ phase: 'ready' });
+    expect(record(shared, 'mesh-2')?.reason).toBe('the upgrade to version 2 failed: the new version exited with code 3 before it was ready (attempt 3 of 3)');
+    expect(record(shared, 'mesh-1')?.phase).toBe('ready');
     expect(await get(port)).toBe('version=v1');
+    failed.kill('SIGTERM');
+    expect((await failed).exitCode).toBe(0);
   }, 30_000);
 
-  it('new version never ready exits 124', async () => {
+  it('new version never ready parks', async () => {
     const { shared, port, flags } = await servingPod();
-    const failed = await startSlot(shared, 'mesh-2', '2', ['node', SERVER], [...flags, '--readiness', `file:${path.join(shared, 'never')}`, '--startup-timeout', '1s']);
-    expect(failed.exitCode).toBe(124);
-    expect(record(shared, 'mesh-2')?.handoff).toMatchObject({ phase: 'failed', reason: 'the new version was not ready within 1s' });
-    expect(logEvents(failed.stderr).some((event) => event.event === 'handoff-failed')).toBe(true);
-    expect(record(shared, 'mesh-1')).toMatchObject({ phase: 'ready' });
+    const failed = startSlot(shared, 'mesh-2', '2', ['node', SERVER], [...flags, '--readiness', `file:${path.join(shared, 'never')}`, '--startup-timeout', '1s']);
+    await waitFor('mesh-2 parked', () => record(shared, 'mesh-2')?.phase === 'parked', 20_000);
+
+    expect(record(shared, 'mesh-2')?.handoff).toMatchObject({ phase: 'failed', reason: 'the new version was not ready within 1s (attempt 3 of 3)' });
+    expect(record(shared, 'mesh-1')?.phase).toBe('ready');
     expect(await get(port)).toBe('version=v1');
+    failed.kill('SIGTERM');
+    const result = await failed;
+    expect(result.exitCode).toBe(0);
+    expect(logEvents(result.stderr).filter((event) => event.event === 'handoff-retry')).toHaveLength(2);
+    expect(logEvents(result.stderr).some((event) => event.event === 'handoff-failed')).toBe(true);
+  }, 30_000);
+
+  it('slow requests finish before drain', async () => {
+    const { shared, port, flags } = await servingPod();
+    const finishLoad = await startLoad(port, 8, ['--overallRate', '200']);
+    const slow = Array.from({ length: 20 }, () => get(port, '/slow?ms=5000'));
+    await delay(500);
+    const second = startSlot(shared, 'mesh-2', '2', ['node', SERVER], flags);
+    await waitFor('mesh-2 ready', () => record(shared, 'mesh-2')?.phase === 'ready');
+    // The new version accepts before the old one is asked to stop accepting.
+    expect(Date.parse(record(shared, 'mesh-2')!.handoff!.readyAt!)).toBeLessThanOrEqual(Date.parse(record(shared, 'mesh-1')!.times.stopping ?? new Date().toISOString()));
+
+    expect(await Promise.all(slow)).toEqual(Array.from({ length: 20 }, () => 'version=v1'));
+    await waitFor('mesh-1 drained', () => record(shared, 'mesh-1')?.phase === 'parked');
+    // The old version exited only after its slow requests had their answers, about 4.5 s after the drain began.
+    expect(record(shared, 'mesh-1')!.drained!.drainMs).toBeGreaterThan(3000);
+    expect(record(shared, 'mesh-1')!.drained!.exitCode).toBe(0);
+    const load = await finishLoad();
+    console.log(`20 slow requests across a hand-off: ${load.requests} other requests at 200/s, ${load.errors} errors, ${load.non2xx} non-2xx, ${load.resets} resets`);
+    expect(load).toMatchObject({ errors: 0, timeouts: 0, non2xx: 0, resets: 0 });
+    expect(record(shared, 'mesh-2')).toMatchObject({ phase: 'ready', handoff: { phase: 'done' } });
+    second.kill('SIGTERM');
+    await second;
   }, 30_000);
 
   /** Kills a slot's whole container at once: tini, the supervisor and its command. */
@@ -383,7 +417,7 @@ describe('hot upgrade between two slots', () => {
     const handoff = ['--handoff-command', JSON.stringify(['sh', '-c', `echo handoff $TANDEM_HANDOFF_FROM $TANDEM_HANDOFF_FROM_VERSION $TANDEM_HANDOFF_DIR >> ${journal}`])];
     const second = startSlot(shared, 'mesh-2', '2', ['sh', '-c', `echo start $VERSION >> ${journal}; exec node ${SERVER}`], [...flags, ...handoff]);
     await waitFor('mesh-2 hand-off done', () => record(shared, 'mesh-2')?.handoff?.phase === 'done');
-    expect(readFileSync(journal, 'utf8').trim().split('\n')).toEqual([`handoff mesh-1 1 ${path.join(shared, 'handoff', 'mesh')}`, 'start v2', 'drain v1']);
+    expect(readFileSync(journal, 'utf8').trim().split('\n')).toEqual([`handoff mesh-1 1 ${path.join(shared, 'state', 'handoff', 'mesh')}`, 'start v2', 'drain v1']);
     expect(await get(port)).toBe('version=v2');
     second.kill('SIGTERM');
     await second;
