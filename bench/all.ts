@@ -4,11 +4,14 @@ import { cpus, totalmem } from 'node:os';
 import { isQuick, markdownTable, type Result } from './common.js';
 import { benchIdleMemory } from './idle-memory.js';
 import { benchOrdering } from './ordering.js';
+import { benchScaling } from './scaling.js';
 import { benchStart } from './start.js';
+import { benchThroughput } from './throughput.js';
+import { benchWebhook } from './webhook.js';
 
 const quick = isQuick();
 const results: Result[] = [];
-for (const bench of [benchStart, benchIdleMemory, benchOrdering]) {
+for (const bench of [benchStart, benchIdleMemory, benchOrdering, benchThroughput, benchWebhook, benchScaling]) {
   results.push(...(await bench(quick)));
 }
 

@@ -6,8 +6,11 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 /** The repository root: bench/ compiles to dist/bench/, two levels below it. */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/** The runtime that `npm run build` assembles and `tandem install` copies into pods. */
-export const runtimeRoot = path.join(repoRoot, 'build', 'runtime');
+/**
+ * The runtime that `npm run build` assembles and `tandem install` copies into pods.
+ * TANDEM_BENCH_RUNTIME names a copy to measure instead, one that a build running meanwhile cannot change.
+ */
+export const runtimeRoot = process.env.TANDEM_BENCH_RUNTIME ? path.resolve(process.env.TANDEM_BENCH_RUNTIME) : path.join(repoRoot, 'build', 'runtime');
 export const runtimeTandem = path.join(runtimeRoot, 'bin', 'tandem');
 
 /** Node.js as the launcher runs it: through the runtime's own loader and libraries. */
@@ -106,4 +109,14 @@ export function memoryKiB(pid: number): { rss: number; pss: number } {
     return Number(match[1]);
   };
   return { rss: field('Rss'), pss: field('Pss') };
+}
+
+/** Returns the median of `values`: the mean of the two middle values when their count is even. */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) {
+    throw new Error('median of an empty list');
+  }
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }

@@ -493,7 +493,7 @@ function openLogCopy(config: SupervisorConfig, context: PodContext, log: Logger)
 }
 
 /** Variables of the app that the runtime's launcher sets aside, so they cannot change tandem's Node.js or tini. */
-const SET_ASIDE_VARIABLES = ['NODE_OPTIONS', 'TINI_KILL_PROCESS_GROUP', 'TINI_VERBOSITY'];
+const SET_ASIDE_VARIABLES = ['NODE_OPTIONS', 'NODE_COMPILE_CACHE', 'NODE_COMPILE_CACHE_PORTABLE', 'NODE_DISABLE_COMPILE_CACHE', 'TINI_KILL_PROCESS_GROUP', 'TINI_VERBOSITY'];
 
 /**
  * Returns the environment for the command: the container's own, with the variables that the

@@ -328,11 +328,11 @@ const REQUIRE_BANNER = "const require = process.getBuiltinModule('node:module').
  * Turns each `import ... from 'node:NAME'` in the bundle into a CommonJS require of the built-in
  * module, whose exports esbuild reads only where the code uses them.
  *
- * An ES module import of a built-in makes Node.js build an ES module facade that reads every export
- * once, and that runs every lazy getter: importing node:http loads undici, node:tls, node:http2,
- * node:zlib, web streams and all of node:crypto for its WebSocket getter, and node:process,
- * node:util and node:fs load a dozen more. In Node.js 24.22.3 this took about half of the start of
- * `tandem supervise`.
+ * An ES module import of a built-in makes Node.js build a facade that reads every export once, which
+ * runs every lazy getter. Importing node:http that way loads undici, node:tls, node:http2, node:zlib,
+ * the web streams and all of node:crypto for its WebSocket getter. With Node.js 24.22.3 the supervise
+ * path loaded 151 internal modules beyond those of Node.js's own start before this plugin, and 103
+ * after it.
  */
 const builtinsAsRequire: Plugin = {
   name: 'builtins-as-require',

@@ -39,12 +39,14 @@ export class CommandRun {
     /** Descriptors the command gets from fd 3 on, such as listening sockets for socket activation. */
     extraFds: readonly number[] = [],
   ) {
-    this.child = spawnChild(command, args, env, extraFds);
+    // Output passes through the supervisor only when it is copied; otherwise the command inherits the container's.
+    this.child = spawnChild(command, args, env, extraFds, copy !== undefined);
     this.exited = waitForExit(this.child, command);
     void this.exited.then(() => {
       this.hasExited = true;
     });
-    this.relayed = Promise.all([relayOutput(this.child.stdout, 'stdout', process.stdout, copy), relayOutput(this.child.stderr, 'stderr', process.stderr, copy)]);
+    this.relayed =
+      copy === undefined ? Promise.resolve() : Promise.all([relayOutput(this.child.stdout, 'stdout', process.stdout, copy), relayOutput(this.child.stderr, 'stderr', process.stderr, copy)]);
   }
 
   get pid(): number | undefined {
@@ -81,7 +83,7 @@ export class CommandRun {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.relayed, new Promise((resolve) => (timer = setTimeout(resolve, OUTPUT_DRAIN_MS)))]);
     clearTimeout(timer);
-    this.child.stdout.destroy();
-    this.child.stderr.destroy();
+    this.child.stdout?.destroy();
+    this.child.stderr?.destroy();
   }
 }

@@ -20,12 +20,13 @@ export interface ChildExit {
  * NOTE: Node.js decodes argv and environment values as UTF-8 and spawns with UTF-8 strings, so a
  * byte sequence that is not valid UTF-8 reaches the command as U+FFFD. Valid UTF-8 passes unchanged.
  */
-export function spawnChild(command: string, args: readonly string[], env: NodeJS.ProcessEnv, extraFds: readonly number[] = []): Child {
+export function spawnChild(command: string, args: readonly string[], env: NodeJS.ProcessEnv, extraFds: readonly number[] = [], pipeOutput = true): Child {
   const launch = extraFds.length > 0 ? withListenPid(command, args) : { file: command, args };
   const child = execa(launch.file, launch.args, {
     // Descriptors after the three standard ones become the command's fd 3, 4, … as socket activation expects.
     // execa's types allow no descriptor number after fd 2, but it passes one to Node.js's spawn as it is.
-    stdio: ['inherit', 'pipe', 'pipe', ...extraFds] as unknown as ['inherit', 'pipe', 'pipe'],
+    // Without a log copy the command writes to the container's stdout and stderr itself, at full speed.
+    stdio: ['inherit', pipeOutput ? 'pipe' : 'inherit', pipeOutput ? 'pipe' : 'inherit', ...extraFds] as unknown as ['inherit', 'pipe', 'pipe'],
     buffer: false,
     reject: false,
     encoding: 'buffer',

@@ -14,6 +14,17 @@ const RETRY_AFTER_ERROR_MS = 5000;
 const NEWLINE = 0x0a;
 const NEWLINE_BUFFER = Buffer.from('\n');
 
+/**
+ * Records in one buffer: a single record, or every whole line of a chunk in a row. `ends` has the
+ * end offset of each record when there are several, so that rotation can split between records.
+ * One buffer per chunk keeps the garbage collector's work independent of the number of lines.
+ */
+interface Entry {
+  data: Buffer;
+  records: number;
+  ends?: Uint32Array;
+}
+
 export interface CriWriterOptions {
   /** Bytes that may wait for the disk before new records are dropped instead of queued. */
   maxQueuedBytes: number;
@@ -37,10 +48,12 @@ export class CriLogWriter {
   private readonly pending: Record<StreamName, Buffer[]> = { stdout: [], stderr: [] };
   private readonly pendingBytes: Record<StreamName, number> = { stdout: 0, stderr: 0 };
   /** Records of the current chunk, queued together by commit(). */
-  private batch: Buffer[] = [];
+  private batch: Entry[] = [];
   private timestamp = '';
-  /** Records waiting for the disk, from `head` on; taken records are cut off in bulk, not one by one. */
-  private queue: Buffer[] = [];
+  /** Record prefixes (`<time> <stream> <tag> `) of the current chunk, encoded once per chunk. */
+  private prefixes = new Map<string, Buffer>();
+  /** Records waiting for the disk, from `head` on; taken entries are cut off in bulk, not one by one. */
+  private queue: Entry[] = [];
   private head = 0;
   private queuedBytes = 0;
   private handle: FileHandle | undefined;
@@ -70,22 +83,55 @@ export class CriLogWriter {
    * chunk share one timestamp, the time the chunk was read.
    */
   write(stream: StreamName, chunk: Buffer): void {
-    this.timestamp = rfc3339NanoNow();
+    this.setTimestamp(rfc3339NanoNow());
+    // Whole lines that fit in one record are gathered as [start, end) pairs and copied together.
+    const lines: number[] = [];
     let start = 0;
     for (let index = chunk.indexOf(NEWLINE); index !== -1; index = chunk.indexOf(NEWLINE, start)) {
-      this.append(stream, chunk.subarray(start, index));
-      this.flushLine(stream, 'F');
+      if (this.pendingBytes[stream] === 0 && index - start <= MAX_RECORD_BYTES) {
+        lines.push(start, index);
+      } else {
+        this.addLines(stream, chunk, lines);
+        this.append(stream, chunk.subarray(start, index));
+        this.flushLine(stream, 'F');
+      }
       start = index + 1;
     }
+    this.addLines(stream, chunk, lines);
     if (start < chunk.length) {
       this.append(stream, chunk.subarray(start));
     }
     this.commit();
   }
 
+  /** Adds the lines `[start, end)` of `chunk` listed in `lines` as F records in one entry, and empties `lines`. */
+  private addLines(stream: StreamName, chunk: Buffer, lines: number[]): void {
+    if (lines.length === 0) {
+      return;
+    }
+    const prefix = this.prefix(stream, 'F');
+    const count = lines.length / 2;
+    let size = 0;
+    for (let index = 0; index < lines.length; index += 2) {
+      size += prefix.length + lines[index + 1]! - lines[index]! + 1;
+    }
+    const data = Buffer.allocUnsafe(size);
+    const ends = new Uint32Array(count);
+    let position = 0;
+    for (let index = 0; index < lines.length; index += 2) {
+      position += prefix.copy(data, position);
+      position += chunk.copy(data, position, lines[index], lines[index + 1]);
+      data[position] = NEWLINE;
+      position += 1;
+      ends[index / 2] = position;
+    }
+    this.batch.push({ data, records: count, ends });
+    lines.length = 0;
+  }
+
   /** Writes what is left of unterminated lines, waits for the queue to reach the disk, and closes the file. */
   async close(): Promise<void> {
-    this.timestamp = rfc3339NanoNow();
+    this.setTimestamp(rfc3339NanoNow());
     for (const stream of ['stdout', 'stderr'] as const) {
       if (this.pendingBytes[stream] > 0) {
         this.flushLine(stream, 'F');
@@ -115,32 +161,53 @@ export class CriLogWriter {
   }
 
   private flushLine(stream: StreamName, tag: 'F' | 'P'): void {
-    const prefix = Buffer.from(`${this.timestamp} ${stream} ${tag} `);
-    this.batch.push(Buffer.concat([prefix, ...this.pending[stream], NEWLINE_BUFFER]));
+    const prefix = this.prefix(stream, tag);
+    this.batch.push({ data: Buffer.concat([prefix, ...this.pending[stream], NEWLINE_BUFFER]), records: 1 });
     this.pending[stream] = [];
     this.pendingBytes[stream] = 0;
   }
 
+  private setTimestamp(timestamp: string): void {
+    this.timestamp = timestamp;
+    this.prefixes.clear();
+  }
+
+  /** Returns the record prefix `<time> <stream> <tag> ` of the current chunk. */
+  private prefix(stream: StreamName, tag: 'F' | 'P'): Buffer {
+    const key = `${stream} ${tag}`;
+    let prefix = this.prefixes.get(key);
+    if (prefix === undefined) {
+      prefix = Buffer.from(`${this.timestamp} ${key} `, 'latin1');
+      this.prefixes.set(key, prefix);
+    }
+    return prefix;
+  }
+
   /** Queues the records of the current chunk, or drops them when the disk failed recently or is too far behind. */
   private commit(): void {
-    const records = this.batch;
+    const entries = this.batch;
     this.batch = [];
-    if (records.length === 0) {
+    if (entries.length === 0) {
       return;
     }
 
-    const bytes = records.reduce((sum, record) => sum + record.length, 0);
+    let bytes = 0;
+    let records = 0;
+    for (const entry of entries) {
+      bytes += entry.data.length;
+      records += entry.records;
+    }
     if (this.failedAt !== undefined && Date.now() - this.failedAt < RETRY_AFTER_ERROR_MS) {
-      this.drop(records.length, 'the log disk failed');
+      this.drop(records, 'the log disk failed');
       return;
     }
     if (this.queuedBytes + bytes > this.options.maxQueuedBytes) {
-      this.drop(records.length, `more than ${this.options.maxQueuedBytes} bytes wait for the log disk`);
+      this.drop(records, `more than ${this.options.maxQueuedBytes} bytes wait for the log disk`);
       return;
     }
     this.failedAt = undefined;
-    for (const record of records) {
-      this.queue.push(record);
+    for (const entry of entries) {
+      this.queue.push(entry);
     }
     this.queuedBytes += bytes;
     this.startDraining();
@@ -177,26 +244,37 @@ export class CriLogWriter {
       this.fileBytes = (await this.handle.stat()).size;
     }
 
-    const start = this.head;
+    const batch: Buffer[] = [];
     let bytes = 0;
     let full = false;
     while (this.head < this.queue.length) {
-      const record = this.queue[this.head]!;
-      if (this.fileBytes + bytes + record.length > this.options.maxFileBytes && this.fileBytes + bytes > 0) {
+      const entry = this.queue[this.head]!;
+      const room = this.options.maxFileBytes - this.fileBytes - bytes;
+      if (entry.data.length > room) {
+        // The records that fit go into this file; the rest waits for the next one. A file gets at
+        // least one record, so a record longer than the limit gets a file of its own.
+        const taken = splitEntry(entry, room, this.fileBytes + bytes === 0);
+        if (taken !== undefined) {
+          batch.push(taken);
+          bytes += taken.length;
+        }
         full = true;
+        if (entry.data.length === 0) {
+          this.head += 1;
+        }
         break;
       }
-      bytes += record.length;
+      batch.push(entry.data);
+      bytes += entry.data.length;
       this.head += 1;
     }
-    const batch = this.queue.slice(start, this.head);
     if (this.head === this.queue.length) {
       this.queue = [];
       this.head = 0;
     }
 
     if (batch.length > 0) {
-      await this.handle.write(Buffer.concat(batch, bytes));
+      await this.handle.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch, bytes));
       this.fileBytes += bytes;
       this.queuedBytes -= bytes;
       this.dropping = false;
@@ -225,7 +303,11 @@ export class CriLogWriter {
   /** Drops the queue after a write error; the next chunk after the retry delay opens the file again. */
   private fail(error: Error): void {
     this.failedAt = Date.now();
-    this.drop(this.queue.length - this.head, `writing failed: ${error.message}`);
+    let records = 0;
+    for (let index = this.head; index < this.queue.length; index += 1) {
+      records += this.queue[index]!.records;
+    }
+    this.drop(records, `writing failed: ${error.message}`);
     this.queue = [];
     this.head = 0;
     this.queuedBytes = 0;
@@ -240,6 +322,35 @@ export class CriLogWriter {
       this.options.onDrop?.(reason);
     }
   }
+}
+
+/**
+ * Takes the leading records of `entry` that fit in `room` bytes, at least one when
+ * `takeAtLeastOne` is set (the file is empty), and leaves the rest in `entry`. Returns undefined
+ * when no record is taken.
+ */
+function splitEntry(entry: Entry, room: number, takeAtLeastOne: boolean): Buffer | undefined {
+  const { data, ends } = entry;
+  let count = 0;
+  if (ends === undefined) {
+    count = data.length <= room ? 1 : 0;
+  } else {
+    while (count < ends.length && ends[count]! <= room) {
+      count += 1;
+    }
+  }
+  if (count === 0 && takeAtLeastOne) {
+    count = 1;
+  }
+  if (count === 0) {
+    return undefined;
+  }
+  const cut = ends === undefined ? data.length : ends[count - 1]!;
+  const taken = data.subarray(0, cut);
+  entry.data = data.subarray(cut);
+  entry.records -= count;
+  entry.ends = ends === undefined || count === ends.length ? undefined : ends.subarray(count).map((end) => end - cut);
+  return taken;
 }
 
 function renameIfExists(from: string, to: string): void {

@@ -7,10 +7,10 @@ import { repoRoot } from '../support/tandem.js';
  * Runs each benchmark in its quick mode as a real process. The check is that it completes and
  * prints measured numbers, not that they meet the targets: timings depend on the machine.
  */
-const benchmarks = ['start', 'idle-memory', 'ordering', 'all'];
+const benchmarks = ['start', 'idle-memory', 'ordering', 'throughput', 'webhook', 'scaling', 'all'];
 
-/** Matches a table row whose result cell is a number with a unit, such as "| 25.8 ms |". */
-const numberCell = /\| \d+(\.\d+)? (ms|MiB|×) \|/;
+/** Matches a table row whose result cell is a number with a unit, such as "| 25.8 ms |" or "| 512 MiB/s |". */
+const numberCell = /\| \d+(\.\d+)? (ms|MiB|MiB\/s|req\/s|%|×) \|/;
 
 describe('benchmarks in quick mode', () => {
   for (const name of benchmarks) {

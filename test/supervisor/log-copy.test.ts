@@ -107,6 +107,10 @@ describe('supervise log copy under load', () => {
     });
     expect(numbers.at(-1)).toBe(19999);
     expect(numbers.every((number, index) => index === 0 || number === numbers[index - 1]! + 1)).toBe(true);
+    // A rotated file is filled up to the limit, less than one record of about 50 bytes short.
+    for (const file of ['0.log.2', '0.log.1']) {
+      expect(statSync(path.join(directory, file)).size).toBeGreaterThan(1024 - 64);
+    }
   });
 
   it('full log disk drops records, never the app', async () => {

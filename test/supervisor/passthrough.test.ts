@@ -1,6 +1,8 @@
+import { readFileSync, readlinkSync } from 'node:fs';
+import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { cliPath, logEvents, tandem } from '../support/tandem.js';
+import { cliPath, logEvents, makeSharedDir, superviseArgs, tandem, writePod } from '../support/tandem.js';
 
 const printArgv = 'process.stdout.write(JSON.stringify(process.argv.slice(1)))';
 
@@ -48,11 +50,25 @@ describe('supervise pass-through', () => {
 
 describe('supervise with a closed stdout', () => {
   it('command keeps running after its reader leaves', async () => {
-    const supervise = ['node', cliPath, 'supervise', '--', 'sh', '-c', 'i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done; echo finished >&2'];
+    const shared = makeSharedDir();
+    await writePod(shared, [{ name: 'main', role: 'app', priority: 0 }]);
+    const command = ['sh', '-c', 'i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done; echo finished >&2'];
+    const supervise = ['node', cliPath, ...superviseArgs(shared, 'main', 'app', command)];
     const result = await execa('bash', ['-c', 'set -o pipefail; "$@" | head -n 1', 'bash', ...supervise], { reject: false });
 
     expect(result.stdout).toBe('line 0');
     expect(result.stderr).toContain('finished');
     expect(logEvents(result.stderr).some((event) => event.event === 'output-closed')).toBe(true);
+    expect(readFileSync(path.join(shared, 'logs', 'main', '0.log'), 'utf8')).toContain(' stdout F line 19999\n');
+  });
+});
+
+describe('supervise without a log copy', () => {
+  it('command writes to the container stdout itself', async () => {
+    const child = tandem(['supervise', '--', 'sh', '-c', 'readlink /proc/$$/fd/1; sleep 1']);
+    const supervisorStdout = await new Promise<string>((resolve) => child.stdout!.once('data', () => resolve(readlinkSync(`/proc/${child.pid}/fd/1`))));
+    const result = await child;
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout).toBe(supervisorStdout);
   });
 });

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { delay, isAlive, runtimeTandem, waitForOutput } from '../support/tandem.js';
+import { delay, isAlive, makeSharedDir, runtimeTandem, waitForOutput } from '../support/tandem.js';
 
 /** Lists the children of a process as [pid, state, command name] from /proc. */
 function childrenOf(parentPid: number): { pid: number; state: string; name: string }[] {
@@ -108,11 +108,14 @@ describe('supervise reaping through the runtime', () => {
 
 describe('supervise environment through the runtime', () => {
   it('set-aside variables reach the command', async () => {
-    const script = 'echo "$NODE_OPTIONS|$TINI_KILL_PROCESS_GROUP|$TINI_VERBOSITY|${TANDEM_APP_NODE_OPTIONS:-unset}"';
+    const script = 'echo "$NODE_OPTIONS|$NODE_COMPILE_CACHE|$TINI_KILL_PROCESS_GROUP|$TINI_VERBOSITY|${TANDEM_APP_NODE_OPTIONS:-unset}"';
+    const cache = makeSharedDir();
     const result = await runtimeTandem(['supervise', '--', 'sh', '-c', script], {
-      env: { NODE_OPTIONS: '--max-old-space-size=64', TINI_KILL_PROCESS_GROUP: '1', TINI_VERBOSITY: '3' },
+      env: { NODE_OPTIONS: '--max-old-space-size=64', NODE_COMPILE_CACHE: cache, TINI_KILL_PROCESS_GROUP: '1', TINI_VERBOSITY: '3' },
     });
     expect(result.exitCode).toBe(0);
-    expect(result.stdout).toBe('--max-old-space-size=64|1|3|unset');
+    expect(result.stdout).toBe(`--max-old-space-size=64|${cache}|1|3|unset`);
+    // tandem's own Node.js kept its runtime's cache and wrote nothing into the app's.
+    expect(readdirSync(cache).filter((entry) => !['state', 'logs'].includes(entry))).toEqual([]);
   });
 });
