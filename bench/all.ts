@@ -2,6 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import { isQuick, markdownTable, type Result } from './common.js';
+import { benchHotUpgrade } from './hot-upgrade.js';
 import { benchIdleMemory } from './idle-memory.js';
 import { benchOrdering } from './ordering.js';
 import { benchScaling } from './scaling.js';
@@ -11,7 +12,7 @@ import { benchWebhook } from './webhook.js';
 
 const quick = isQuick();
 const results: Result[] = [];
-for (const bench of [benchStart, benchIdleMemory, benchOrdering, benchThroughput, benchWebhook, benchScaling]) {
+for (const bench of [benchStart, benchIdleMemory, benchOrdering, benchThroughput, benchWebhook, benchScaling, benchHotUpgrade]) {
   results.push(...(await bench(quick)));
 }
 
