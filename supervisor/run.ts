@@ -15,9 +15,10 @@ import { stopInOrder, type StopTrigger } from './lifecycle/stopping.js';
 import { joinPod, SupervisorError, type PodContext } from './lifecycle/pod-context.js';
 import { createLogger, type Logger } from './log.js';
 import { CriLogWriter } from './logs/cri-writer.js';
+import { MAX_SOCKET_PATH_BYTES } from './protocol/liveness.js';
 import { HANDOFF_DIR, logDir, stateDir } from './protocol/pod.js';
 import { onSignals, SHUTDOWN_SIGNALS } from './signals.js';
-import { handoffSocketFile, Listeners } from './handoff/listeners.js';
+import { handoffSocketFile, Listeners, PortInUseError } from './handoff/listeners.js';
 import { park } from './handoff/park.js';
 import { waitUntilServing } from './handoff/serving.js';
 import { slotOf, type Slot } from './handoff/slot.js';
@@ -39,6 +40,8 @@ const TAKEOVER_RETRY_MS = 1000;
 /** Time before the first in-place restart of a crashed sidecar; it doubles up to the maximum. */
 const RESTART_BACKOFF_MS = 1000;
 const MAX_RESTART_BACKOFF_MS = 60_000;
+/** Run time after which a crash restarts with the first back-off again: kubelet's 10 minutes. */
+const BACKOFF_RESET_MS = 10 * 60_000;
 
 /**
  * Runs one container's command under supervision and returns the code the container exits with.
@@ -79,8 +82,11 @@ export async function supervise(config: SupervisorConfig, argv: readonly string[
   try {
     context = config.sharedDir === undefined ? undefined : await joinPod({ ...config, sharedDir: config.sharedDir }, log);
     const slot = context ? hotUpgradeSlot(config.name, commandEnv) : undefined;
+    if (slot !== undefined && config.listen.some((spec) => spec.kind === 'tcp')) {
+      checkHandoffSocketPaths(config.sharedDir!, slot);
+    }
     let takeover: Takeover | undefined;
-    if (slot !== undefined && context !== undefined) {
+    while (slot !== undefined && context !== undefined) {
       const plan = await planSlot(slot, context, stopRequest.signal, log).catch(() => undefined);
       if (plan === undefined) {
         return await stoppedWhileWaiting(context, stopRequest.signal, log);
@@ -90,6 +96,22 @@ export async function supervise(config: SupervisorConfig, argv: readonly string[
       }
       takeover = plan.kind === 'take-over' ? new Takeover(slot, plan.peer, context, log) : undefined;
       await context.writer.update('waiting', { slotVersion: slot.version, handoff: takeover?.begin() });
+      if (config.listen.length === 0) {
+        break;
+      }
+      // Both slots may decide to start alone when they start together. The one that finds the port
+      // taken by the other slot decides again, so it waits for that slot and then takes over or parks.
+      const peerStarting = takeover === undefined && isLive(context.store.records.get(slot.peer));
+      try {
+        listeners = await openListeners(config, slot, takeover, peerStarting ? 0 : config.startupTimeoutMs, log);
+        break;
+      } catch (error) {
+        if (!(peerStarting && error instanceof PortInUseError)) {
+          throw new SupervisorError((error as Error).message, ExitCode.internalError);
+        }
+        log.info({ event: 'handoff-replan', peer: slot.peer }, `${slot.peer} started at the same time and holds the port; deciding again`);
+        await context.writer.update('waiting', { handoff: { phase: 'waiting-turn', from: slot.peer, fromVersion: slot.altVersion ?? '?', fromGeneration: -1, requestedAt: new Date().toISOString() } });
+      }
     }
 
     const early = context ? await waitForTurn(context, config, stopRequest.signal, log) : undefined;
@@ -103,7 +125,9 @@ export async function supervise(config: SupervisorConfig, argv: readonly string[
     }
 
     if (config.listen.length > 0) {
-      listeners = await openListeners(config, slot, takeover, log);
+      listeners ??= await openListeners(config, slot, takeover, config.startupTimeoutMs, log).catch((error: Error) => {
+        throw new SupervisorError(error.message, ExitCode.internalError);
+      });
       Object.assign(commandEnv, listeners.activationEnv());
     }
     if (slot !== undefined) {
@@ -118,6 +142,7 @@ export async function supervise(config: SupervisorConfig, argv: readonly string[
 
     let takeoverAttempts = 0;
     for (let restarts = 0; ; restarts += 1) {
+      const runStartedAt = performance.now();
       const sidecarStop = new AbortController();
       const slotRun: SlotRun = { slot, takeover, listeners, drainedFor: undefined, failure: undefined };
       run = startCommand(command, args, commandEnv, config, context, log, sidecarStop.signal, slotRun, (trigger) => {
@@ -155,6 +180,10 @@ export async function supervise(config: SupervisorConfig, argv: readonly string[
         return exit.exitCode;
       }
       takeover = undefined;
+      if (performance.now() - runStartedAt >= BACKOFF_RESET_MS) {
+        // As kubelet does, a command that ran long enough starts its back-off over.
+        restarts = 0;
+      }
       const resumed = await backOff(restarts, exit, context!, stopRequest.signal, log);
       if (!resumed) {
         await context!.writer.update('exited', { exitCode: ExitCode.stoppedOnRequest, rawExitCode: exit.exitCode, reason: 'stopped while waiting to restart' });
@@ -402,14 +431,9 @@ async function failTakeover(takeover: Takeover, reason: string, listeners: Liste
 }
 
 /** Opens the listening sockets, taking them from the other slot during a take-over, and serves them to it. */
-async function openListeners(config: SupervisorConfig, slot: Slot | undefined, takeover: Takeover | undefined, log: Logger): Promise<Listeners> {
+async function openListeners(config: SupervisorConfig, slot: Slot | undefined, takeover: Takeover | undefined, bindTimeoutMs: number, log: Logger): Promise<Listeners> {
   const fromPeer = takeover !== undefined ? handoffSocketFile(config.sharedDir!, slot!.peer) : undefined;
-  let listeners: Listeners;
-  try {
-    listeners = await Listeners.open(config.listen, fromPeer, config.startupTimeoutMs, log);
-  } catch (error) {
-    throw new SupervisorError((error as Error).message, ExitCode.internalError);
-  }
+  const listeners = await Listeners.open(config.listen, fromPeer, bindTimeoutMs, log);
   if (slot !== undefined) {
     await listeners.serve(handoffSocketFile(config.sharedDir!, config.name), log);
   }
@@ -424,6 +448,26 @@ async function handoffDirectory(sharedDir: string, slot: Slot): Promise<string> 
   const directory = path.join(stateDir(sharedDir), HANDOFF_DIR, slot.base);
   await mkdir(directory, { recursive: true });
   return directory;
+}
+
+/**
+ * Checks at start that both slots' hand-off sockets fit in a Unix socket address, so that a path
+ * too long fails the container at once (exit 2) rather than its first upgrade.
+ */
+function checkHandoffSocketPaths(sharedDir: string, slot: Slot): void {
+  for (const name of [slot.name, slot.peer]) {
+    const file = handoffSocketFile(sharedDir, name);
+    if (Buffer.byteLength(file) > MAX_SOCKET_PATH_BYTES) {
+      throw new SupervisorError(
+        `The hand-off socket path ${file} is ${Buffer.byteLength(file)} bytes, longer than the ${MAX_SOCKET_PATH_BYTES} bytes of a Unix socket address. Mount the shared volume at a shorter path or use shorter container names.`,
+        ExitCode.invalidConfig,
+      );
+    }
+  }
+}
+
+function isLive(record: ContainerRecord | undefined): boolean {
+  return record !== undefined && record.phase !== 'exited' && record.phase !== 'parked';
 }
 
 /** Returns the hot-upgrade slot of this container, or undefined; a bad slot name is a configuration error. */

@@ -1,8 +1,13 @@
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { readPodSpec, stateDir, type PodSpec } from './protocol/pod.js';
+import { deadSupervisorRecord, livenessSocketFile } from './protocol/liveness.js';
 import { readRecord, recordFile, type ContainerRecord } from './protocol/record.js';
+
+/** Time a liveness socket gets to accept the status check's connection. */
+const LIVENESS_CHECK_TIMEOUT_MS = 500;
 
 /** One row of `tandem status`: a container of the pod spec, with its record when it has one. */
 export interface StatusRow {
@@ -41,7 +46,10 @@ export async function readStatus(sharedDir: string): Promise<{ pod?: PodSpec; ro
 
   const rows: StatusRow[] = [];
   for (const name of names) {
-    const record = await readRecord(recordFile(sharedDir, name));
+    const written = await readRecord(recordFile(sharedDir, name));
+    // A record in a live phase whose supervisor no longer listens is a container that died without
+    // writing its end, as the peers see it through the liveness socket.
+    const record = written !== undefined && written.phase !== 'exited' && !(await isListening(livenessSocketFile(sharedDir, name))) ? deadSupervisorRecord(written) : written;
     const entry = pod?.containers.find((container) => container.name === name);
     rows.push({
       name,
@@ -61,6 +69,21 @@ export async function readStatus(sharedDir: string): Promise<{ pod?: PodSpec; ro
   }
   rows.sort((left, right) => right.priority - left.priority || left.name.localeCompare(right.name));
   return { pod, rows };
+}
+
+/** Reports whether a supervisor accepts connections on its liveness socket. */
+function isListening(file: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ path: file, timeout: LIVENESS_CHECK_TIMEOUT_MS });
+    const finish = (listening: boolean): void => {
+      socket.destroy();
+      resolve(listening);
+    };
+    socket.once('connect', () => finish(true));
+    socket.once('error', () => finish(false));
+    // A supervisor too busy to accept in time is still alive.
+    socket.once('timeout', () => finish(true));
+  });
 }
 
 /** Formats the rows as an aligned table, like `kubectl get`. */

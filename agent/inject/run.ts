@@ -3,10 +3,11 @@ import { imageConfigNeed } from './argv.js';
 import { InjectError } from './errors.js';
 import { resolveImageConfig, type ImageConfigResolver } from './image-config.js';
 import { formatManifests, parseManifestDocuments, parseManifests, readManifestText, type ManifestDocument } from './io.js';
-import { describeObject, isRecord, requireKubernetesObject, type KubeObject, type PodTemplateSpec } from './k8s.js';
+import { describeObject, isRecord, requireKubernetesObject, type Container, type KubeObject, type PodTemplateSpec } from './k8s.js';
 import { isNamespaceInjectionDisabled } from './namespace.js';
 import { restrictedRegressionWarning } from './pod-security.js';
 import { applySidecarSets } from './sidecarset/apply.js';
+import { EMPTY_SLOT_VERSION, versionAnnotation } from './sidecarset/hot-upgrade.js';
 import { loadSidecarSets } from './sidecarset/load.js';
 import { sidecarSetMatchesPod, type NamespaceLabels } from './sidecarset/match.js';
 import type { LoadedSidecarSet } from './sidecarset/types.js';
@@ -103,22 +104,24 @@ export async function resolveImageConfigs(
   const errors: string[] = [];
   const imagePullSecrets = (template.spec.imagePullSecrets ?? []).flatMap((secret) => (typeof secret.name === 'string' ? [secret.name] : []));
   for (const container of containersNeedingImageConfig(template)) {
-    if (typeof container.image !== 'string' || container.image === '') {
-      errors.push(`Container ${container.name} in ${owner} has no image. Set its image.`);
+    // The empty slot of a hot-upgrade sidecar gets the sidecar's image later, so its command comes from that image.
+    const source = workingSlotOf(container, template) ?? container;
+    if (typeof source.image !== 'string' || source.image === '') {
+      errors.push(`Container ${source.name} in ${owner} has no image. Set its image.`);
       continue;
     }
     const need = imageConfigNeed(container);
     try {
       const config = await resolveImageConfig(
         {
-          containerName: container.name,
-          image: container.image,
+          containerName: source.name,
+          image: source.image,
           need: need === 'none' ? 'entrypoint' : need,
           annotations: template.metadata?.annotations ?? {},
           owner,
           namespace,
           imagePullSecrets,
-          imagePullPolicy: typeof container.imagePullPolicy === 'string' ? container.imagePullPolicy : undefined,
+          imagePullPolicy: typeof source.imagePullPolicy === 'string' ? source.imagePullPolicy : undefined,
         },
         resolvers,
       );
@@ -134,6 +137,22 @@ export async function resolveImageConfigs(
     throw new InjectError(errors);
   }
   return configs;
+}
+
+/**
+ * Returns the working slot of a hot-upgrade pair when `container` is its empty slot (pod annotation
+ * `version.sidecarset.kruise.io/<name>` is "0"), or undefined. Kruise later runs the sidecar's
+ * image in the empty slot with the same command and args, so both slots need the sidecar image's
+ * ENTRYPOINT, not the empty image's.
+ */
+function workingSlotOf(container: Container, template: PodTemplateSpec): Container | undefined {
+  const annotations = template.metadata?.annotations ?? {};
+  const match = /^(.+)-([12])$/.exec(container.name);
+  if (match === null || annotations[versionAnnotation(container.name)] !== EMPTY_SLOT_VERSION) {
+    return undefined;
+  }
+  const peerName = `${match[1]}-${match[2] === '1' ? '2' : '1'}`;
+  return template.spec.containers.find((candidate) => candidate.name === peerName && annotations[versionAnnotation(peerName)] !== EMPTY_SLOT_VERSION);
 }
 
 async function processTemplate(location: PodTemplateLocation, context: Context): Promise<void> {

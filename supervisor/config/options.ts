@@ -2,7 +2,7 @@ import { InvalidArgumentError, Option } from 'commander';
 import type { Role } from '../protocol/pod.js';
 import type { LogLevel } from '../log-levels.js';
 import { readMarkers } from './markers.js';
-import { LISTEN_FORMS, parseListen, type ListenSpec } from '../handoff/listen-spec.js';
+import { describeListener, LISTEN_FORMS, parseListen, type ListenSpec } from '../handoff/listen-spec.js';
 import { parseReadiness, READINESS_FORMS, type Readiness } from '../lifecycle/readiness-spec.js';
 import { parseBoolean, parseCommand, parseContainerName, parseDirectory, parseDurationMs, parseInteger, parseLogLevel, parseLogMaxSize, parsePositiveInteger, parseSignal } from './parse.js';
 
@@ -54,6 +54,14 @@ function parseListenOption(value: string, previous: ListenSpec[] | undefined): L
   }
   if (specs.length === 0) {
     throw new InvalidArgumentError(`Expected ${LISTEN_FORMS}.`);
+  }
+  const ports = new Map<number, string>();
+  for (const spec of specs) {
+    const seen = ports.get(spec.port);
+    if (seen !== undefined) {
+      throw new InvalidArgumentError(`Expected each port once; ${seen} and ${describeListener(spec)} both use port ${spec.port}.`);
+    }
+    ports.set(spec.port, describeListener(spec));
   }
   return specs;
 }

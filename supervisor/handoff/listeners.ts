@@ -1,4 +1,4 @@
-import { unlink } from 'node:fs/promises';
+import { chmod, unlink } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import path from 'node:path';
 import type { Logger } from '../log.js';
@@ -12,6 +12,9 @@ import { describeListener, listenerName, type ListenSpec } from './listen-spec.j
 const RECEIVE_TIMEOUT_MS = 2000;
 /** Time between two attempts to bind a port that is still in use. */
 const BIND_RETRY_INTERVAL_MS = 100;
+
+/** A port that another socket still listens on after the bind timeout. */
+export class PortInUseError extends Error {}
 
 /** Unix socket on which a slot's supervisor hands its listening sockets to the other slot. */
 export function handoffSocketFile(sharedDir: string, name: string): string {
@@ -30,8 +33,6 @@ export class Listeners {
   private constructor(
     readonly owned: ReadonlyArray<{ spec: ListenSpec & { kind: 'tcp' }; fd: number }>,
     readonly reusedPorts: readonly number[],
-    /** Origin of the owned sockets: opened here, or received from the other slot. */
-    readonly source: 'opened' | 'received' | 'none',
   ) {}
 
   /**
@@ -44,27 +45,31 @@ export class Listeners {
     const tcp = specs.filter((spec): spec is ListenSpec & { kind: 'tcp' } => spec.kind === 'tcp');
     const reusedPorts = specs.filter((spec) => spec.kind === 'reuseport').map((spec) => spec.port);
     if (tcp.length === 0) {
-      return new Listeners([], reusedPorts, 'none');
+      return new Listeners([], reusedPorts);
     }
 
-    if (peerSocket !== undefined) {
-      const received = receiveFrom(peerSocket, tcp, log);
-      if (received !== undefined) {
-        return new Listeners(tcp.map((spec, index) => ({ spec, fd: received[index]! })), reusedPorts, 'received');
-      }
-    }
+    // Sockets are matched by name, so a new version can add a listener or drop one of the old version's.
+    const received = peerSocket === undefined ? new Map<string, number>() : receiveFrom(peerSocket, log);
     const owned: Array<{ spec: ListenSpec & { kind: 'tcp' }; fd: number }> = [];
     try {
       for (const spec of tcp) {
-        owned.push({ spec, fd: await bindWithRetry(spec, bindTimeoutMs, log) });
+        const name = listenerName(spec);
+        const fd = received.get(name) ?? (await bindWithRetry(spec, bindTimeoutMs, log));
+        received.delete(name);
+        owned.push({ spec, fd });
       }
     } catch (error) {
       for (const entry of owned) {
         closeFd(entry.fd);
       }
       throw error;
+    } finally {
+      for (const [name, fd] of received) {
+        log.info({ event: 'listener-dropped', listener: name }, `closing ${name}, which the other slot listened on and this one does not`);
+        closeFd(fd);
+      }
     }
-    return new Listeners(owned, reusedPorts, 'opened');
+    return new Listeners(owned, reusedPorts);
   }
 
   get isEmpty(): boolean {
@@ -116,6 +121,8 @@ export class Listeners {
     });
     server.on('error', (error) => log.error({ event: 'handoff-socket-failed', err: error }, `the hand-off socket ${socketFile} failed: ${error.message}`));
     this.server = server;
+    // The other slot may run as another user, as its image's USER can differ, and must be able to connect.
+    await chmod(socketFile, 0o666);
   }
 
   /** Stops answering requests and closes this supervisor's copies of the sockets; the command keeps its own. */
@@ -132,15 +139,17 @@ export class Listeners {
   }
 }
 
-/** Receives the sockets from the other slot; undefined when it does not answer or sends other sockets. */
-function receiveFrom(socketFile: string, specs: ReadonlyArray<ListenSpec & { kind: 'tcp' }>, log: Logger): number[] | undefined {
-  const expected = specs.map((spec) => listenerName(spec));
+/**
+ * Receives the sockets from the other slot, by name. A slot that sends none (it died, or it owns
+ * none) or a payload that does not name them gives an empty map, and the caller opens the sockets.
+ */
+function receiveFrom(socketFile: string, log: Logger): Map<string, number> {
   let received: { fds: number[]; payload: Buffer };
   try {
     received = receiveFds(socketFile, RECEIVE_TIMEOUT_MS);
   } catch (error) {
     log.warn({ event: 'listeners-not-received', err: error }, `the other slot did not hand over its listening sockets (${(error as Error).message}); opening them here`);
-    return undefined;
+    return new Map();
   }
 
   let names: unknown;
@@ -149,18 +158,15 @@ function receiveFrom(socketFile: string, specs: ReadonlyArray<ListenSpec & { kin
   } catch {
     names = undefined;
   }
-  if (!Array.isArray(names) || names.length !== received.fds.length || expected.some((name, index) => names[index] !== name)) {
+  if (!Array.isArray(names) || names.length !== received.fds.length || !names.every((name) => typeof name === 'string')) {
     for (const fd of received.fds) {
       closeFd(fd);
     }
-    log.warn(
-      { event: 'listeners-mismatch', expected, received: names },
-      `the other slot handed over ${JSON.stringify(names)} but this slot listens on ${JSON.stringify(expected)}; opening them here`,
-    );
-    return undefined;
+    log.warn({ event: 'listeners-invalid', payload: received.payload.toString('utf8').slice(0, 200) }, 'the other slot sent sockets without a valid list of their names; opening them here');
+    return new Map();
   }
-  log.info({ event: 'listeners-received', listeners: specs.map((spec) => describeListener(spec)) }, 'received the listening sockets from the other slot');
-  return received.fds;
+  log.info({ event: 'listeners-received', listeners: names }, 'received the listening sockets from the other slot');
+  return new Map((names as string[]).map((name, index) => [name, received.fds[index]!]));
 }
 
 async function bindWithRetry(spec: ListenSpec & { kind: 'tcp' }, timeoutMs: number, log: Logger): Promise<number> {
@@ -173,8 +179,8 @@ async function bindWithRetry(spec: ListenSpec & { kind: 'tcp' }, timeoutMs: numb
       if (!inUse) {
         throw new Error(`Cannot listen on ${describeListener(spec)}: ${(error as Error).message}.`);
       }
-      if (Date.now() > deadline) {
-        throw new Error(`Cannot listen on ${describeListener(spec)}: the port was still in use after ${timeoutMs / 1000}s. Stop the process that listens on it, or choose another port.`);
+      if (Date.now() >= deadline) {
+        throw new PortInUseError(`Cannot listen on ${describeListener(spec)}: the port was still in use after ${timeoutMs / 1000}s. Stop the process that listens on it, or choose another port.`);
       }
       if (attempt === 1) {
         log.warn({ event: 'listen-busy', listener: describeListener(spec), timeoutMs }, `${describeListener(spec)} is in use; retrying until it is free`);

@@ -49,13 +49,13 @@ export function isEmptySlot(slot: Slot): boolean {
 
 /**
  * Reports whether a slot of `version` replaces the serving slot of `servingVersion`, which took
- * over from `servingReplaced` (undefined when it started alone). Kubernetes documents
- * resourceVersion as opaque, so versions are compared for equality only: another version is an
- * upgrade, except the one the serving slot replaced, which is an old slot restarted before Kruise
- * reset it to the empty image.
+ * over from `servingReplaced` (undefined when it started alone). Another version is an upgrade,
+ * except the one the serving slot replaced (an old slot restarted before Kruise reset it to the
+ * empty image) and a lower whole number. Kubernetes documents resourceVersion as opaque, but
+ * etcd's are increasing whole numbers, and a rollback gets a new, higher one.
  */
 export function replaces(version: string, servingVersion: string, servingReplaced: string | undefined): boolean {
-  return version !== servingVersion && version !== servingReplaced;
+  return version !== servingVersion && version !== servingReplaced && compareVersions(version, servingVersion) >= 0;
 }
 
 /**

@@ -107,7 +107,8 @@ export class RecordWriter {
       ...this.record,
       ...fields,
       phase,
-      times: { ...this.record.times, [phase]: new Date().toISOString() },
+      // A phase keeps the time it was entered; an update that stays in the phase changes only fields.
+      times: phase === this.record.phase && this.record.times[phase] !== undefined ? this.record.times : { ...this.record.times, [phase]: new Date().toISOString() },
     };
 
     const snapshot = this.record;

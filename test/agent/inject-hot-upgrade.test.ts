@@ -237,6 +237,27 @@ describe('tandem inject CLI with hot upgrade', () => {
     expect(again.stdout).toBe(result.stdout);
   });
 
+  it('gives the empty slot the sidecar image entrypoint', () => {
+    const file = path.join(directory, 'args-only.yaml');
+    const argsOnly = { ...mesh, command: undefined, args: ['--port', '8080'] };
+    writeFileSync(file, stringify(sidecarSetDocument([argsOnly])));
+    const annotated = structuredClone(deployment) as typeof deployment & { spec: { template: { metadata: { annotations?: Record<string, string> } } } };
+    // The ENTRYPOINT of mesh:2, as the annotation resolver reads it for the working slot.
+    annotated.spec.template.metadata.annotations = { 'entrypoint.tandem.dev/mesh-1': '["/mesh"]' };
+    const result = runCli(file, JSON.stringify(annotated));
+    expect(result.stderr).not.toContain('rror');
+    expect(result.status).toBe(0);
+
+    const [output] = parseManifests(result.stdout, 'CLI output') as KubeObject[];
+    const template = (output!.spec as { template: PodTemplateSpec }).template;
+    const argv = (name: string) => {
+      const words = [...container(template, name).command!, ...(container(template, name).args ?? [])];
+      return words.slice(words.indexOf('--') + 1);
+    };
+    expect(argv('mesh-1')).toEqual(['/mesh', '--port', '8080']);
+    expect(argv('mesh-2')).toEqual(['/mesh', '--port', '8080']);
+  });
+
   it('reports a missing empty image', () => {
     const file = path.join(directory, 'no-empty.yaml');
     writeFileSync(file, stringify(sidecarSetDocument([{ ...mesh, upgradeStrategy: { upgradeType: 'HotUpgrade' } }])));

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -433,5 +433,72 @@ describe('hot upgrade between two slots', () => {
     expect(badListener.exitCode).toBe(2);
     expect(badListener.stderr).toContain('udp:53');
     expect(badListener.stderr).toContain('tcp:PORT');
+  });
+
+  it('slots started together settle', async () => {
+    const shared = makeSharedDir();
+    await writePod(shared, [
+      { name: 'mesh-1', role: 'sidecar', priority: 1 },
+      { name: 'mesh-2', role: 'sidecar', priority: 1 },
+    ], 'Always');
+    const port = await freePort();
+    const flags = ['--listen', `tcp:127.0.0.1:${port}`, '--drain-timeout', '5s'];
+    // A pod restarted in the middle of an upgrade: both slots have a version, and 7 is the newer one.
+    const older = startSlot(shared, 'mesh-2', '5', ['node', SERVER], flags, { SIDECARSET_VERSION_ALT: '7' });
+    const newer = startSlot(shared, 'mesh-1', '7', ['node', SERVER], flags, { SIDECARSET_VERSION_ALT: '5' });
+    await waitFor('one slot parked and the other ready', () => {
+      const phases = [record(shared, 'mesh-1')?.phase, record(shared, 'mesh-2')?.phase];
+      return phases.includes('parked') && phases.includes('ready');
+    });
+    await waitFor('no hand-off in progress', () => record(shared, 'mesh-1')?.handoff?.phase !== 'draining-peer');
+
+    expect(record(shared, 'mesh-1')).toMatchObject({ phase: 'ready', slotVersion: '7' });
+    expect(record(shared, 'mesh-2')).toMatchObject({ phase: 'parked' });
+    expect(await get(port)).toBe('version=v7');
+    older.kill('SIGTERM');
+    newer.kill('SIGTERM');
+    expect((await older).exitCode).toBe(0);
+    expect((await newer).exitCode).toBe(0);
+  }, 30_000);
+
+  it('new version adds and drops listeners', async () => {
+    const shared = makeSharedDir();
+    await writePod(shared, [
+      { name: 'mesh-1', role: 'sidecar', priority: 1 },
+      { name: 'mesh-2', role: 'sidecar', priority: 1 },
+    ], 'Always');
+    const [kept, dropped, added] = [await freePort(), await freePort(), await freePort()];
+    const first = startSlot(shared, 'mesh-1', '1', ['node', SERVER], ['--listen', `tcp:127.0.0.1:${kept},tcp:127.0.0.1:${dropped}`]);
+    await waitFor('mesh-1 ready', () => record(shared, 'mesh-1')?.phase === 'ready');
+    // The hand-off socket is open to every user, as the new image may run as another one.
+    expect(statSync(path.join(shared, 'state', 'mesh-1.fds.sock')).mode & 0o777).toBe(0o666);
+
+    const second = startSlot(shared, 'mesh-2', '2', ['node', SERVER], ['--listen', `tcp:127.0.0.1:${kept},tcp:127.0.0.1:${added}`]);
+    await waitFor('mesh-2 hand-off done', () => record(shared, 'mesh-2')?.handoff?.phase === 'done');
+    expect(await get(kept)).toBe('version=v2');
+    expect(await get(added)).toBe('version=v2');
+    await expect(get(dropped)).rejects.toThrow('ECONNREFUSED');
+    first.kill('SIGTERM');
+    second.kill('SIGTERM');
+    await Promise.all([first, second]);
+  }, 30_000);
+
+  it('conflicting listeners or long paths exit 2', async () => {
+    const duplicate = await runtimeTandem(['supervise', '--listen', 'tcp:127.0.0.1:8080,reuseport:8080', '--', 'true']);
+    expect(duplicate.exitCode).toBe(2);
+    expect(duplicate.stderr).toContain('tcp:127.0.0.1:8080 and reuseport:8080 both use port 8080');
+
+    const base = makeSharedDir();
+    // The liveness socket of mesh-1 fits in 107 bytes, but its hand-off socket `mesh-1.fds.sock` does not.
+    const shared = path.join(base, 'x'.repeat(107 - base.length - '/x/state/mesh-1.sock'.length + 1));
+    mkdirSync(path.join(shared, 'state'), { recursive: true });
+    mkdirSync(path.join(shared, 'logs'));
+    await writePod(shared, [
+      { name: 'mesh-1', role: 'sidecar', priority: 1 },
+      { name: 'mesh-2', role: 'sidecar', priority: 1 },
+    ], 'Always');
+    const long = await startSlot(shared, 'mesh-1', '1', ['true'], ['--listen', 'tcp:127.0.0.1:8080']);
+    expect(long.exitCode).toBe(2);
+    expect(long.stderr).toContain('longer than the 107 bytes of a Unix socket address');
   });
 });

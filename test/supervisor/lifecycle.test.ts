@@ -3,7 +3,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import type { ContainerRecord } from '../../supervisor/protocol/record.js';
-import { cliPath, logEvents, makeSharedDir, superviseArgs, tandem, writePod } from '../support/tandem.js';
+import { cliPath, delay, logEvents, makeSharedDir, superviseArgs, tandem, writePod } from '../support/tandem.js';
 
 function readRecordOf(shared: string, name: string): ContainerRecord {
   return JSON.parse(readFileSync(path.join(shared, 'state', `${name}.json`), 'utf8')) as ContainerRecord;
@@ -132,6 +132,33 @@ describe('pod lifecycle over the shared directory', () => {
 
     const json = JSON.parse((await tandem(['status', '--shared-dir', shared, '--output', 'json'])).stdout);
     expect(json.rows.map((row: { name: string }) => row.name)).toEqual(['proxy', 'worker']);
+  });
+});
+
+describe('tandem status of a dead supervisor', () => {
+  it('shows it exited 137', async () => {
+    const shared = makeSharedDir();
+    await writePod(shared, [{ name: 'proxy', role: 'sidecar', priority: 1 }], 'Always');
+    const sidecar = tandem(superviseArgs(shared, 'proxy', 'sidecar', ['sleep', '1000']));
+    const recordPath = path.join(shared, 'state', 'proxy.json');
+    const isReady = (): boolean => {
+      try {
+        return readFileSync(recordPath, 'utf8').includes('"phase":"ready"');
+      } catch {
+        return false;
+      }
+    };
+    for (let attempt = 0; attempt < 200 && !isReady(); attempt += 1) {
+      await delay(50);
+    }
+    expect(isReady()).toBe(true);
+    const { pid } = JSON.parse(readFileSync(recordPath, 'utf8')) as { pid: number };
+    sidecar.kill('SIGKILL');
+    process.kill(pid, 'SIGKILL');
+    await sidecar;
+
+    const table = await tandem(['status', '--shared-dir', shared]);
+    expect(table.stdout).toMatch(/proxy\s+sidecar\s+1\s+exited\s+false\s+0\s+137 .*supervisor died without writing a record/);
   });
 });
 

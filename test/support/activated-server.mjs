@@ -17,7 +17,7 @@ if (process.env.LISTEN_PID !== undefined && Number(process.env.LISTEN_PID) !== p
 
 let draining = false;
 const connections = new Set();
-const server = http.createServer((request, response) => {
+const handle = (request, response) => {
   const url = new URL(request.url, 'http://localhost');
   const answer = () => {
     if (draining) {
@@ -31,30 +31,40 @@ const server = http.createServer((request, response) => {
   } else {
     answer();
   }
-});
-// A keep-alive timeout would close idle connections on the server's side, which races with a
-// client that sends at that moment; the load never leaves a connection idle for long.
-server.keepAliveTimeout = 0;
-server.on('connection', (socket) => {
-  connections.add(socket);
-  socket.on('close', () => {
-    connections.delete(socket);
-    if (draining && connections.size === 0) {
-      process.exit(0);
-    }
+};
+/** Sets up one server: no keep-alive timeout, connection tracking, and no closing of idle connections. */
+function setUp(server) {
+  // A keep-alive timeout would close idle connections on the server's side, which races with a
+  // client that sends at that moment; the load never leaves a connection idle for long.
+  server.keepAliveTimeout = 0;
+  server.on('connection', (socket) => {
+    connections.add(socket);
+    socket.on('close', () => {
+      connections.delete(socket);
+      if (draining && connections.size === 0) {
+        process.exit(0);
+      }
+    });
   });
-});
-// http.Server#close also closes idle keep-alive connections, which races with a request in flight
-// on them; this server closes each connection after its next answer instead.
-server.closeIdleConnections = () => undefined;
+  // http.Server#close also closes idle keep-alive connections, which races with a request in flight
+  // on them; this server closes each connection after its next answer instead.
+  server.closeIdleConnections = () => undefined;
+  return server;
+}
+
+// One server per inherited socket, from fd 3 on, as socket activation numbers them.
+const servers = Array.from({ length: fds }, () => setUp(http.createServer(handle)));
 
 process.on('SIGTERM', () => {
   draining = true;
-  server.close();
+  for (const server of servers) {
+    server.close();
+  }
   if (connections.size === 0) {
     process.exit(0);
   }
   setTimeout(() => process.exit(0), Number(process.env.DRAIN_MS ?? 10_000)).unref();
 });
 
-server.listen({ fd: 3 }, () => console.log(`serving version ${version} on fd 3 (${process.env.LISTEN_FDNAMES})`));
+servers.forEach((server, index) => server.listen({ fd: 3 + index }));
+console.log(`serving version ${version} on fds 3 to ${2 + fds} (${process.env.LISTEN_FDNAMES})`);

@@ -17,6 +17,9 @@ export const VERSION_ENV = 'SIDECARSET_VERSION';
 /** Env variable with the other slot's version, read from `versionalt.sidecarset.kruise.io/<slot>`. */
 export const VERSION_ALT_ENV = 'SIDECARSET_VERSION_ALT';
 
+/** Version of the slot that runs the empty image, in the pod annotation and SIDECARSET_VERSION. */
+export const EMPTY_SLOT_VERSION = '0';
+
 export function isHotUpgrade(sidecar: SidecarContainer): boolean {
   return sidecar.upgradeStrategy?.upgradeType === 'HotUpgrade';
 }
@@ -97,8 +100,8 @@ export function buildHotUpgradeSlots(
   empty.env = [...(empty.env ?? []), ...versionEnv(empty.name)];
 
   injectedAnnotations[versionAnnotation(working.name)] = '1';
-  injectedAnnotations[versionAltAnnotation(working.name)] = '0';
-  injectedAnnotations[versionAnnotation(empty.name)] = '0';
+  injectedAnnotations[versionAltAnnotation(working.name)] = EMPTY_SLOT_VERSION;
+  injectedAnnotations[versionAnnotation(empty.name)] = EMPTY_SLOT_VERSION;
   injectedAnnotations[versionAltAnnotation(empty.name)] = '1';
   workingSlots.set(sidecar.name, working.name);
   return [working, empty];
