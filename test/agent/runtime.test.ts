@@ -406,8 +406,9 @@ describe('images', () => {
   });
 
   it('runs the tandem image as uid 65534', async () => {
+    // Numeric user and group, so that Kubernetes' runAsNonRoot can check the user without /etc/passwd.
     const result = await execa('podman', ['image', 'inspect', '--format', '{{.Config.User}}', 'localhost/tandem:dev'], { env: podmanEnv });
-    expect(result.stdout).toBe('65534');
+    expect(result.stdout).toBe('65534:65534');
   });
 
   it('logs the http-echo listening line on stderr', () => {
