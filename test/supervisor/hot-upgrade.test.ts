@@ -50,6 +50,21 @@ async function waitFor(what: string, check: () => boolean, timeoutMs = 15_000): 
   }
 }
 
+/** Writes the spec of an Always pod whose only containers are the two slots of `sidecar`. */
+async function writeSlotPod(shared: string, sidecar = 'mesh'): Promise<void> {
+  await writePod(shared, [
+    { name: `${sidecar}-1`, role: 'sidecar', priority: 1 },
+    { name: `${sidecar}-2`, role: 'sidecar', priority: 1 },
+  ], 'Always');
+}
+
+/** Creates a shared volume for a pod of the two slots of `sidecar`. */
+async function slotPod(sidecar = 'mesh'): Promise<string> {
+  const shared = makeSharedDir();
+  await writeSlotPod(shared, sidecar);
+  return shared;
+}
+
 /** A slot's supervisor: SIDECARSET_VERSION as the downward API sets it, the rest as flags. */
 function startSlot(shared: string, name: string, version: string, command: readonly string[], extra: readonly string[] = [], env: Record<string, string> = {}): Supervisor {
   const supervisor = runtimeTandem(superviseArgs(shared, name, 'sidecar', command, ['--stop-timeout', '5s', ...extra]), {
@@ -120,11 +135,7 @@ async function startLoad(port: number, seconds: number, extra: readonly string[]
 
 describe('hot upgrade between two slots', () => {
   it('empty slot parks without its command', async () => {
-    const shared = makeSharedDir();
-    await writePod(shared, [
-      { name: 'mesh-1', role: 'sidecar', priority: 1 },
-      { name: 'mesh-2', role: 'sidecar', priority: 1 },
-    ], 'Always');
+    const shared = await slotPod();
     const marker = path.join(shared, 'ran');
     const slot = startSlot(shared, 'mesh-2', '0', ['sh', '-c', `touch ${marker}; sleep 60`]);
     await waitFor('mesh-2 parked', () => record(shared, 'mesh-2')?.phase === 'parked');
@@ -137,11 +148,7 @@ describe('hot upgrade between two slots', () => {
   });
 
   it('socket activation v1 → v2 → v1 under load', async () => {
-    const shared = makeSharedDir();
-    await writePod(shared, [
-      { name: 'mesh-1', role: 'sidecar', priority: 1 },
-      { name: 'mesh-2', role: 'sidecar', priority: 1 },
-    ], 'Always');
+    const shared = await slotPod();
     const port = await freePort();
     const listen = ['--listen', `tcp:127.0.0.1:${port}`, '--drain-timeout', '10s'];
     const server = ['node', SERVER];
@@ -195,11 +202,7 @@ describe('hot upgrade between two slots', () => {
   }, 60_000);
 
   it('HAProxy reuseport v1 → v2 → v1 under load', async () => {
-    const shared = makeSharedDir();
-    await writePod(shared, [
-      { name: 'proxy-1', role: 'sidecar', priority: 1 },
-      { name: 'proxy-2', role: 'sidecar', priority: 1 },
-    ], 'Always');
+    const shared = await slotPod('proxy');
     const [port, backendPort] = [await freePort(), await freePort()];
     const backend = execa({ reject: false })('node', ['-e', `require('node:http').createServer((q, s) => s.end('ok')).listen(${backendPort}, '127.0.0.1', () => console.log('up'))`]);
     await new Promise<void>((resolve) => backend.stdout!.once('data', () => resolve()));
@@ -265,11 +268,7 @@ describe('hot upgrade between two slots', () => {
 
   /** A pod with two slots of `mesh`, v1 serving in mesh-1 on a socket that tandem owns. */
   async function servingPod(extra: readonly string[] = []) {
-    const shared = makeSharedDir();
-    await writePod(shared, [
-      { name: 'mesh-1', role: 'sidecar', priority: 1 },
-      { name: 'mesh-2', role: 'sidecar', priority: 1 },
-    ], 'Always');
+    const shared = await slotPod();
     const port = await freePort();
     const flags = ['--listen', `tcp:127.0.0.1:${port}`, '--drain-timeout', '5s', ...extra];
     const first = startSlot(shared, 'mesh-1', '1', ['node', SERVER], flags);
@@ -436,11 +435,7 @@ describe('hot upgrade between two slots', () => {
   });
 
   it('slots started together settle', async () => {
-    const shared = makeSharedDir();
-    await writePod(shared, [
-      { name: 'mesh-1', role: 'sidecar', priority: 1 },
-      { name: 'mesh-2', role: 'sidecar', priority: 1 },
-    ], 'Always');
+    const shared = await slotPod();
     const port = await freePort();
     const flags = ['--listen', `tcp:127.0.0.1:${port}`, '--drain-timeout', '5s'];
     // A pod restarted in the middle of an upgrade: both slots have a version, and 7 is the newer one.
@@ -462,11 +457,7 @@ describe('hot upgrade between two slots', () => {
   }, 30_000);
 
   it('new version adds and drops listeners', async () => {
-    const shared = makeSharedDir();
-    await writePod(shared, [
-      { name: 'mesh-1', role: 'sidecar', priority: 1 },
-      { name: 'mesh-2', role: 'sidecar', priority: 1 },
-    ], 'Always');
+    const shared = await slotPod();
     const [kept, dropped, added] = [await freePort(), await freePort(), await freePort()];
     const first = startSlot(shared, 'mesh-1', '1', ['node', SERVER], ['--listen', `tcp:127.0.0.1:${kept},tcp:127.0.0.1:${dropped}`]);
     await waitFor('mesh-1 ready', () => record(shared, 'mesh-1')?.phase === 'ready');
@@ -493,10 +484,7 @@ describe('hot upgrade between two slots', () => {
     const shared = path.join(base, 'x'.repeat(107 - base.length - '/x/state/mesh-1.sock'.length + 1));
     mkdirSync(path.join(shared, 'state'), { recursive: true });
     mkdirSync(path.join(shared, 'logs'));
-    await writePod(shared, [
-      { name: 'mesh-1', role: 'sidecar', priority: 1 },
-      { name: 'mesh-2', role: 'sidecar', priority: 1 },
-    ], 'Always');
+    await writeSlotPod(shared);
     const long = await startSlot(shared, 'mesh-1', '1', ['true'], ['--listen', 'tcp:127.0.0.1:8080']);
     expect(long.exitCode).toBe(2);
     expect(long.stderr).toContain('longer than the 107 bytes of a Unix socket address');
