@@ -109,7 +109,7 @@ export async function supervise(config: SupervisorConfig, argv: readonly string[
         if (!(peerStarting && error instanceof PortInUseError)) {
           throw new SupervisorError((error as Error).message, ExitCode.internalError);
         }
-        log.info({ event: 'handoff-replan', peer: slot.peer }, `${slot.peer} started at the same time and holds the port; deciding again`);
+        log.info({ event: 'handoff-replan', peer: slot.peer }, `${slot.peer} started at the same time and listens on the port; deciding again`);
         await context.writer.update('waiting', { handoff: { phase: 'waiting-turn', from: slot.peer, fromVersion: slot.altVersion ?? '?', fromGeneration: -1, requestedAt: new Date().toISOString() } });
       }
     }

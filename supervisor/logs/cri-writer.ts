@@ -253,10 +253,10 @@ export class CriLogWriter {
       if (entry.data.length > room) {
         // The records that fit go into this file; the rest waits for the next one. A file gets at
         // least one record, so a record longer than the limit gets a file of its own.
-        const taken = splitEntry(entry, room, this.fileBytes + bytes === 0);
-        if (taken !== undefined) {
-          batch.push(taken);
-          bytes += taken.length;
+        const fitting = splitEntry(entry, room, this.fileBytes + bytes === 0);
+        if (fitting !== undefined) {
+          batch.push(fitting);
+          bytes += fitting.length;
         }
         full = true;
         if (entry.data.length === 0) {
@@ -346,11 +346,11 @@ function splitEntry(entry: Entry, room: number, takeAtLeastOne: boolean): Buffer
     return undefined;
   }
   const cut = ends === undefined ? data.length : ends[count - 1]!;
-  const taken = data.subarray(0, cut);
+  const fitting = data.subarray(0, cut);
   entry.data = data.subarray(cut);
   entry.records -= count;
   entry.ends = ends === undefined || count === ends.length ? undefined : ends.subarray(count).map((end) => end - cut);
-  return taken;
+  return fitting;
 }
 
 function renameIfExists(from: string, to: string): void {
