@@ -106,6 +106,9 @@ export async function supervise(config: SupervisorConfig, argv: readonly string[
         listeners = await openListeners(config, slot, takeover, peerStarting ? 0 : config.startupTimeoutMs, log);
         break;
       } catch (error) {
+        if (takeover !== undefined) {
+          return await failTakeover(takeover, `its listening sockets cannot be opened: ${(error as Error).message}`, undefined, context, stopRequest.signal, log);
+        }
         if (!(peerStarting && error instanceof PortInUseError)) {
           throw new SupervisorError((error as Error).message, ExitCode.internalError);
         }
@@ -147,8 +150,18 @@ export async function supervise(config: SupervisorConfig, argv: readonly string[
       const slotRun: SlotRun = { slot, takeover, listeners, drainedFor: undefined, failure: undefined };
       run = startCommand(command, args, commandEnv, config, context, log, sidecarStop.signal, slotRun, (trigger) => {
         stopping ??= stopInOrder(run!, trigger, config, context, commandEnv, log);
-      }, (by) => {
-        stopping ??= drainForPeer(run!, by, slotRun, config, context!, commandEnv, log);
+      }, (by, rearm) => {
+        if (stopping !== undefined) {
+          return;
+        }
+        const draining = drainForPeer(run!, by, slotRun, config, context!, commandEnv, log).then((drained) => {
+          // A drain called off because the new slot died leaves this slot serving, ready for the next request.
+          if (!drained && stopping === draining) {
+            stopping = undefined;
+            rearm();
+          }
+        });
+        stopping = draining;
       });
       const exit = await finishCommand(run, config, context, log);
       sidecarStop.abort();
@@ -176,7 +189,9 @@ export async function supervise(config: SupervisorConfig, argv: readonly string[
         continue;
       }
       if (!shouldRestart(run, exit, context, stopRequest.signal)) {
-        await context?.writer.update('exited', { exitCode: exit.exitCode, rawExitCode: exit.rawExitCode, signal: exit.signal });
+        // A take-over cut short by a stop request is recorded as failed, so its record does not stay at `starting`.
+        const aborted = takeover !== undefined && !run.becameReady ? takeover.failureFields('stopped before the new version was ready') : {};
+        await context?.writer.update('exited', { exitCode: exit.exitCode, rawExitCode: exit.rawExitCode, signal: exit.signal, ...aborted });
         return exit.exitCode;
       }
       takeover = undefined;
@@ -310,7 +325,7 @@ function startCommand(
   cancel: AbortSignal,
   slotRun: SlotRun,
   onStop: (trigger: StopTrigger) => void,
-  onDrain: (by: ContainerRecord) => void,
+  onDrain: (by: ContainerRecord, rearm: () => void) => void,
 ): CommandRun {
   const copy = context && config.logCopy && config.sharedDir !== undefined ? openLogCopy(config, context, log) : undefined;
   const run = new CommandRun(command, args, env, config, log, copy, slotRun.listeners?.fds ?? []);
@@ -352,9 +367,12 @@ function startCommand(
     }
   });
   if (slot !== undefined) {
-    void drainRequested(slot, context, cancel)
-      .then(({ by }) => onDrain(by))
-      .catch(() => undefined);
+    const watchDrainRequests = (): void => {
+      void drainRequested(slot, context, cancel)
+        .then(({ by }) => onDrain(by, watchDrainRequests))
+        .catch(() => undefined);
+    };
+    watchDrainRequests();
   }
   void context.store
     .until((records) => (appsFinished(context.pod, records) ? true : undefined), cancel)
@@ -390,16 +408,24 @@ async function becomeReady(run: CommandRun, context: PodContext, listeners: List
  * signal, and SIGKILL at the drain timeout. The command's listening sockets stay open in the new
  * slot, so connections waiting to be accepted are not lost.
  */
-async function drainForPeer(run: CommandRun, by: ContainerRecord, slotRun: SlotRun, config: SupervisorConfig, context: PodContext, env: NodeJS.ProcessEnv, log: Logger): Promise<void> {
+async function drainForPeer(run: CommandRun, by: ContainerRecord, slotRun: SlotRun, config: SupervisorConfig, context: PodContext, env: NodeJS.ProcessEnv, log: Logger): Promise<boolean> {
   const startedAt = performance.now();
-  slotRun.drainedFor = by;
   log.info({ event: 'draining', for: by.name, version: by.slotVersion }, `${by.name} took over; draining`);
   await context.writer.update('stopping', { reason: `draining for ${by.name}` });
   if (config.drainCommand !== undefined && !run.hasExited) {
     await runHook('drain', config.drainCommand, config.drainTimeoutMs, env, log);
   }
+  // The stop signal cannot be taken back, so it goes out only while the new slot still serves.
+  const requester = context.store.records.get(by.name);
+  if (requester?.generation !== by.generation || requester.phase !== 'ready') {
+    log.warn({ event: 'drain-cancelled', for: by.name, peerPhase: requester?.phase }, `${by.name} is no longer serving (${requester?.phase ?? 'no record'}); ${context.self.name} keeps serving`);
+    await context.writer.update('ready', { reason: `drain for ${by.name} cancelled: it stopped serving` });
+    return false;
+  }
+  slotRun.drainedFor = by;
   await run.stop('handoff', config.drainTimeoutMs - (performance.now() - startedAt));
   slotRun.drainMs = Math.round(performance.now() - startedAt);
+  return true;
 }
 
 /**

@@ -54,6 +54,11 @@ export class Listeners {
     try {
       for (const spec of tcp) {
         const name = listenerName(spec);
+        const samePort = [...received.keys()].find((other) => other !== name && other.endsWith(`-${spec.port}`));
+        if (!received.has(name) && samePort !== undefined) {
+          // The other slot's socket keeps the port bound, so another address on it can never be bound here.
+          throw new Error(`${describeListener(spec)} cannot be opened while the other slot listens on port ${spec.port} as ${samePort}; keep the listener's address across versions`);
+        }
         const fd = received.get(name) ?? (await bindWithRetry(spec, bindTimeoutMs, log));
         received.delete(name);
         owned.push({ spec, fd });

@@ -150,7 +150,8 @@ export function drainRequested(slot: Slot, context: PodContext, cancel: AbortSig
   return context.store.until((records) => {
     const peer = records.get(slot.peer);
     const handoff = peer?.handoff;
-    if (peer !== undefined && handoff?.phase === 'draining-peer' && handoff.from === context.self.name && handoff.fromGeneration === context.writer.record.generation) {
+    // A dead requester keeps its last handoff fields in the record made up for it, so its phase counts too.
+    if (peer?.phase === 'ready' && handoff?.phase === 'draining-peer' && handoff.from === context.self.name && handoff.fromGeneration === context.writer.record.generation) {
       return { by: peer };
     }
     return undefined;

@@ -489,4 +489,37 @@ describe('hot upgrade between two slots', () => {
     expect(long.exitCode).toBe(2);
     expect(long.stderr).toContain('longer than the 107 bytes of a Unix socket address');
   });
+
+  it('drain stops when the new slot dies', async () => {
+    const { shared, port, flags } = await servingPod(['--drain-command', JSON.stringify(['sleep', '2'])]);
+    const second = startSlot(shared, 'mesh-2', '2', ['node', SERVER], flags);
+    await waitFor('mesh-2 asking for the drain', () => record(shared, 'mesh-2')?.handoff?.phase === 'draining-peer');
+    await killContainer(shared, 'mesh-2', second);
+    await waitFor('mesh-1 serving again', () => record(shared, 'mesh-1')?.phase === 'ready', 10_000);
+    await delay(2500);
+    // The drain is not requested again by the dead slot's record.
+    expect(record(shared, 'mesh-1')?.phase).toBe('ready');
+
+    expect(record(shared, 'mesh-1')?.reason).toBe('drain for mesh-2 cancelled: it stopped serving');
+    expect(await get(port)).toBe('version=v1');
+    // The next take-over is answered again.
+    const third = startSlot(shared, 'mesh-2', '3', ['node', SERVER], flags, { VERSION: 'v3' });
+    await waitFor('mesh-2 hand-off done', () => record(shared, 'mesh-2')?.slotVersion === '3' && record(shared, 'mesh-2')?.handoff?.phase === 'done', 20_000);
+    expect(await get(port)).toBe('version=v3');
+    third.kill('SIGTERM');
+    await third;
+  }, 40_000);
+
+  it('new listener address parks the slot', async () => {
+    const { shared, port, flags } = await servingPod();
+    const moved = startSlot(shared, 'mesh-2', '2', ['node', SERVER], ['--listen', `tcp:0.0.0.0:${port}`]);
+    await waitFor('mesh-2 parked', () => record(shared, 'mesh-2')?.phase === 'parked');
+    expect(record(shared, 'mesh-2')?.handoff?.phase).toBe('failed');
+    expect(record(shared, 'mesh-2')?.handoff?.reason).toContain(`cannot be opened while the other slot listens on port ${port} as tcp-127.0.0.1-${port}`);
+    expect(record(shared, 'mesh-1')?.phase).toBe('ready');
+    expect(await get(port)).toBe('version=v1');
+    expect(flags).toContain(`tcp:127.0.0.1:${port}`);
+    moved.kill('SIGTERM');
+    expect((await moved).exitCode).toBe(0);
+  }, 30_000);
 });
