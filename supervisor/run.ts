@@ -509,7 +509,10 @@ function hotUpgradeSlot(name: string, env: NodeJS.ProcessEnv): Slot | undefined 
 async function stoppedWhileWaiting(context: PodContext, shutdown: AbortSignal, log: Logger): Promise<number> {
   const signal = shutdown.reason as NodeJS.Signals;
   log.info({ event: 'not-started', reason: 'stop-requested', signal }, `received ${signal} while waiting; the command was not started`);
-  await context.writer.update('exited', { exitCode: signalExitCode(signal), signal, reason: 'stopped while waiting' });
+  // A take-over that was waiting or starting ends here too, so the record does not show it as in progress.
+  const handoff = context.writer.record.handoff;
+  const aborted = handoff?.phase === 'waiting-turn' || handoff?.phase === 'starting' ? { handoff: { ...handoff, phase: 'failed' as const, reason: 'stopped before the take-over' } } : {};
+  await context.writer.update('exited', { exitCode: signalExitCode(signal), signal, reason: 'stopped while waiting', ...aborted });
   return signalExitCode(signal);
 }
 

@@ -522,4 +522,21 @@ describe('hot upgrade between two slots', () => {
     moved.kill('SIGTERM');
     expect((await moved).exitCode).toBe(0);
   }, 30_000);
+
+  it('stop while waiting ends the take-over', async () => {
+    const { shared, flags, first } = await servingPod();
+    const second = startSlot(shared, 'mesh-2', '2', ['node', SERVER], [...flags, '--readiness', `file:${path.join(shared, 'never')}`]);
+    await waitFor('mesh-2 starting', () => record(shared, 'mesh-2')?.handoff?.phase === 'starting' && record(shared, 'mesh-2')?.phase === 'running');
+    first.kill('SIGTERM');
+    await first;
+    const third = startSlot(shared, 'mesh-1', '3', ['node', SERVER], flags);
+    await waitFor('mesh-1 waiting its turn', () => record(shared, 'mesh-1')?.handoff?.phase === 'waiting-turn');
+
+    third.kill('SIGTERM');
+    expect((await third).exitCode).toBe(143);
+    expect(record(shared, 'mesh-1')).toMatchObject({ phase: 'exited', handoff: { phase: 'failed', reason: 'stopped before the take-over' } });
+    second.kill('SIGTERM');
+    await second;
+    expect(record(shared, 'mesh-2')?.handoff).toMatchObject({ phase: 'failed', reason: 'stopped before the new version was ready' });
+  }, 30_000);
 });
