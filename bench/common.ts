@@ -1,7 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { writePodSpec, type PodContainer, type RestartPolicy } from '../supervisor/protocol/pod.js';
 
 /** The repository root: bench/ compiles to dist/bench/, two levels below it. */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -70,6 +72,18 @@ export function markdownTable(results: readonly Result[]): string {
     lines.push(`| ${result.benchmark} | ${result.measurement} | ${formatNumber(result.value)} ${result.unit} | ${result.target} | ${meets} |`);
   }
   return lines.join('\n');
+}
+
+/**
+ * Creates a temporary shared volume with `state/` and `logs/` and a pod spec listing `containers`,
+ * as `tandem install` leaves it for the pod's supervisors. `label` names the directory.
+ */
+export async function makePodVolume(label: string, containers: PodContainer[], restartPolicy: RestartPolicy = 'Never'): Promise<string> {
+  const sharedDir = mkdtempSync(path.join(tmpdir(), `tandem-bench-${label}-`));
+  mkdirSync(path.join(sharedDir, 'state'));
+  mkdirSync(path.join(sharedDir, 'logs'));
+  await writePodSpec(sharedDir, { version: 1, restartPolicy, terminationGracePeriodSeconds: 30, containers });
+  return sharedDir;
 }
 
 export function delay(ms: number): Promise<void> {

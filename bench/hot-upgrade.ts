@@ -6,13 +6,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { writePodSpec } from '../supervisor/protocol/pod.js';
+import type { PodContainer } from '../supervisor/protocol/pod.js';
 import type { ContainerRecord } from '../supervisor/protocol/record.js';
-import { delay, isMain, isQuick, markdownTable, percentile, repoRoot, runtimeTandem, type Result } from './common.js';
+import { delay, isMain, isQuick, makePodVolume, markdownTable, percentile, repoRoot, runtimeTandem, type Result } from './common.js';
 
 const SERVER = path.join(repoRoot, 'test', 'support', 'activated-server.mjs');
 const AUTOCANNON = path.join(repoRoot, 'node_modules', 'autocannon', 'autocannon.js');
@@ -58,18 +57,11 @@ export async function benchHotUpgrade(quick: boolean): Promise<Result[]> {
   const upgrades = quick ? 1 : 6;
   const intervalMs = quick ? 1000 : 5000;
   const loadSeconds = Math.ceil(((upgrades + 1) * intervalMs) / 1000) + 2;
-  const sharedDir = mkdtempSync(path.join(tmpdir(), 'tandem-bench-upgrade-'));
-  mkdirSync(path.join(sharedDir, 'state'));
-  mkdirSync(path.join(sharedDir, 'logs'));
-  await writePodSpec(sharedDir, {
-    version: 1,
-    restartPolicy: 'Always',
-    terminationGracePeriodSeconds: 30,
-    containers: [
-      { name: 'mesh-1', role: 'sidecar', priority: 1 },
-      { name: 'mesh-2', role: 'sidecar', priority: 1 },
-    ],
-  });
+  const slotContainers: PodContainer[] = [
+    { name: 'mesh-1', role: 'sidecar', priority: 1 },
+    { name: 'mesh-2', role: 'sidecar', priority: 1 },
+  ];
+  const sharedDir = await makePodVolume('upgrade', slotContainers, 'Always');
   const port = await freePort();
   const slots = new Map<string, ChildProcess>();
   const startSlot = (name: string, version: number): void => {

@@ -5,12 +5,10 @@
  * CPU time that a supervisor uses while idle.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { rmSync } from 'node:fs';
 import { once } from 'node:events';
-import { writePodSpec, type PodContainer } from '../supervisor/protocol/pod.js';
-import { childPids, clockTicksPerSecond, cpuTimeMs, delay, isMain, isQuick, markdownTable, memoryKiB, runtimeTandem, type Result } from './common.js';
+import type { PodContainer } from '../supervisor/protocol/pod.js';
+import { childPids, clockTicksPerSecond, cpuTimeMs, delay, isMain, isQuick, makePodVolume, markdownTable, memoryKiB, runtimeTandem, type Result } from './common.js';
 
 const TARGET_PSS_MIB = 20;
 const SUPERVISOR_COUNT = 10;
@@ -56,13 +54,9 @@ function supervisorPid(tiniPid: number): number {
 
 /** Creates a shared volume whose pod has `count` apps named app0, app1, …, none of which waits for another. */
 async function makePod(count: number): Promise<{ sharedDir: string; names: string[] }> {
-  const sharedDir = mkdtempSync(path.join(tmpdir(), 'tandem-bench-memory-'));
-  mkdirSync(path.join(sharedDir, 'state'));
-  mkdirSync(path.join(sharedDir, 'logs'));
   const names = Array.from({ length: count }, (_, index) => `app${index}`);
   const containers: PodContainer[] = names.map((name) => ({ name, role: 'app', priority: 0 }));
-  await writePodSpec(sharedDir, { version: 1, restartPolicy: 'Never', terminationGracePeriodSeconds: 30, containers });
-  return { sharedDir, names };
+  return { sharedDir: await makePodVolume('memory', containers), names };
 }
 
 /** Starts one supervisor per app of the pod, each running `sleep 1000`, and waits until every command runs. */

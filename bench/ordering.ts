@@ -5,11 +5,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { writePodSpec } from '../supervisor/protocol/pod.js';
-import { isMain, isQuick, markdownTable, percentile, runtimeTandem, type Result } from './common.js';
+import { isMain, isQuick, makePodVolume, markdownTable, percentile, runtimeTandem, type Result } from './common.js';
 
 const TARGET_START_P99_MS = 20;
 const TARGET_STOP_P99_MS = 100;
@@ -69,19 +67,11 @@ function timeOf(times: Record<string, string>, phase: string, name: string): num
 
 /** Starts a sidecar (`sleep 1000`, ready when started) and an app (`true`) together and measures one run. */
 async function runPair(): Promise<Sample> {
-  const sharedDir = mkdtempSync(path.join(tmpdir(), 'tandem-bench-ordering-'));
+  const sharedDir = await makePodVolume('ordering', [
+    { name: 'sidecar', role: 'sidecar', priority: 1, readiness: 'started' },
+    { name: 'app', role: 'app', priority: 0 },
+  ]);
   try {
-    mkdirSync(path.join(sharedDir, 'state'));
-    mkdirSync(path.join(sharedDir, 'logs'));
-    await writePodSpec(sharedDir, {
-      version: 1,
-      restartPolicy: 'Never',
-      terminationGracePeriodSeconds: 30,
-      containers: [
-        { name: 'sidecar', role: 'sidecar', priority: 1, readiness: 'started' },
-        { name: 'app', role: 'app', priority: 0 },
-      ],
-    });
     const supervise = (name: string, role: string, command: string[]): ChildProcess =>
       spawn(runtimeTandem, ['supervise', '--shared-dir', sharedDir, '--name', name, '--role', role, '--', ...command], { stdio: ['ignore', 'ignore', 'pipe'] });
     const sidecar = supervise('sidecar', 'sidecar', ['sleep', '1000']);

@@ -8,11 +8,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { writePodSpec, type PodContainer } from '../supervisor/protocol/pod.js';
-import { childPids, clockTicksPerSecond, isMain, isQuick, markdownTable, median, runtimeTandem, type Result } from './common.js';
+import type { PodContainer } from '../supervisor/protocol/pod.js';
+import { childPids, clockTicksPerSecond, isMain, isQuick, makePodVolume, markdownTable, median, runtimeTandem, type Result } from './common.js';
 
 /** How long each app's command runs, in seconds: long enough for every supervisor to be idle before the stop. */
 const APP_SLEEP_SECONDS = 2;
@@ -122,13 +121,10 @@ function phaseTime(sharedDir: string, name: string, phase: string): number {
 
 /** Starts every container of the pod together and measures one run. */
 async function runPod(shape: PodShape, appSleepSeconds: number): Promise<Sample> {
-  const sharedDir = mkdtempSync(path.join(tmpdir(), 'tandem-bench-scaling-'));
+  const sharedDir = await makePodVolume('scaling', shape.containers);
   const children: ChildProcess[] = [];
   const timer = setTimeout(() => children.forEach((child) => child.kill('SIGKILL')), RUN_TIMEOUT_MS);
   try {
-    mkdirSync(path.join(sharedDir, 'state'));
-    mkdirSync(path.join(sharedDir, 'logs'));
-    await writePodSpec(sharedDir, { version: 1, restartPolicy: 'Never', terminationGracePeriodSeconds: 30, containers: shape.containers });
 
     const reapedBefore = reapedChildrenCpuMs();
     const spawnedAt = Date.now();

@@ -5,11 +5,8 @@
  * turns, several rounds, so that the noise of the machine falls on all of them alike.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { writePodSpec } from '../supervisor/protocol/pod.js';
-import { isMain, isQuick, markdownTable, median, runtimeTandem, type Result } from './common.js';
+import { rmSync } from 'node:fs';
+import { isMain, isQuick, makePodVolume, markdownTable, median, runtimeTandem, type Result } from './common.js';
 
 /** Throughput under the supervisor, as a share of the direct throughput. */
 const TARGET_SHARE = 0.9;
@@ -86,11 +83,7 @@ async function runVariant(variant: Variant, bytes: number, sharedDir: string): P
 
 /** Creates a shared volume whose pod spec lists the one app `app`, so the supervisor copies its output. */
 async function makeSharedDir(): Promise<string> {
-  const sharedDir = mkdtempSync(path.join(tmpdir(), 'tandem-bench-throughput-'));
-  mkdirSync(path.join(sharedDir, 'state'));
-  mkdirSync(path.join(sharedDir, 'logs'));
-  await writePodSpec(sharedDir, { version: 1, restartPolicy: 'Never', terminationGracePeriodSeconds: 30, containers: [{ name: 'app', role: 'app', priority: 0 }] });
-  return sharedDir;
+  return makePodVolume('throughput', [{ name: 'app', role: 'app', priority: 0 }]);
 }
 
 export async function benchThroughput(quick: boolean): Promise<Result[]> {

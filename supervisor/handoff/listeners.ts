@@ -3,7 +3,6 @@ import { createServer, type Server } from 'node:net';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import { stateDir } from '../protocol/pod.js';
-import { MAX_SOCKET_PATH_BYTES } from '../protocol/liveness.js';
 import { closeFd, createListener, receiveFds, sendFdsToSocket } from './fd-passing.js';
 import { socketInode } from './serving.js';
 import { describeListener, listenerName, type ListenSpec } from './listen-spec.js';
@@ -98,13 +97,13 @@ export class Listeners {
     return { LISTEN_FDS: String(this.owned.length), LISTEN_FDNAMES: this.owned.map((entry) => listenerName(entry.spec)).join(':') };
   }
 
-  /** Starts serving the owned sockets to the other slot's supervisor on the Unix socket `socketFile`. */
+  /**
+   * Starts serving the owned sockets to the other slot's supervisor on the Unix socket `socketFile`,
+   * whose length the supervisor checked at start.
+   */
   async serve(socketFile: string, log: Logger): Promise<void> {
     if (this.owned.length === 0) {
       return;
-    }
-    if (Buffer.byteLength(socketFile) > MAX_SOCKET_PATH_BYTES) {
-      throw new Error(`The hand-off socket path ${socketFile} is longer than ${MAX_SOCKET_PATH_BYTES} bytes, the limit of a Unix socket address. Mount the shared volume at a shorter path.`);
     }
     await unlink(socketFile).catch(() => undefined);
     const payload = Buffer.from(JSON.stringify({ names: this.owned.map((entry) => listenerName(entry.spec)) } satisfies HandoffPayload));
@@ -130,7 +129,7 @@ export class Listeners {
     await chmod(socketFile, 0o666);
   }
 
-  /** Stops answering requests and closes this supervisor's copies of the sockets; the command keeps its own. */
+  /** Stops serving the sockets to the other slot and closes this supervisor's copies. The command keeps its own. */
   async close(): Promise<void> {
     const server = this.server;
     this.server = undefined;
