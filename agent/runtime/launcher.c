@@ -300,9 +300,9 @@ static int exec_tandem(int argc, char **argv, const char *root) {
 /*
  * `tandem exec-listen-pid -- COMMAND ARGS...`: sets LISTEN_PID to this process's PID and execs the
  * command, which keeps the PID. systemd socket activation names in LISTEN_PID the process meant to
- * use the inherited sockets, and only a process between fork and exec can know it; the supervisor
- * starts socket-activated commands through this. Exits 127 or 126 as a shell does when the exec
- * fails.
+ * use the inherited sockets, and only a process between fork and exec can know that PID, so the
+ * supervisor starts socket-activated commands through this. Exits 127 or 126 as a shell does when
+ * the exec fails.
  */
 static int exec_listen_pid(int argc, char **argv) {
   if (argc < 4 || strcmp(argv[2], "--") != 0) {

@@ -354,8 +354,8 @@ int main(void) {
   sigprocmask(SIG_BLOCK, &stop_signals, NULL);
   int signal_fd = signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
 
-  /* The listening socket is in an epoll set, which is how tandem's supervisor sees from /proc that
-   * the command accepts connections before it reports the slot ready. */
+  /* The listening socket is in an epoll set: tandem's supervisor reads that from /proc as the sign
+   * that the command accepts connections, before it reports the slot ready. */
   epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event listen_event = {.events = EPOLLIN, .data.ptr = NULL};
   struct epoll_event signal_event = {.events = EPOLLIN, .data.ptr = &signal_fd};

@@ -5,7 +5,7 @@
  *   socket to the other slot's supervisor over a Unix socket in the shared volume, so connections
  *   that wait in the accept queue during a hand-off are taken by the new version.
  * - `reuseport:PORT`: the command binds the port itself with SO_REUSEPORT, so both versions
- *   listen at once during a hand-off; the supervisor only checks that the new one listens.
+ *   listen at once during a hand-off. The supervisor only checks that the new one listens.
  */
 export type ListenSpec = { kind: 'tcp'; host: string; port: number } | { kind: 'reuseport'; port: number };
 

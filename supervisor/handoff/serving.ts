@@ -164,8 +164,8 @@ export interface ServingCheck {
 
 /**
  * Waits until the command under `pid` accepts on every inherited socket and listens on every port
- * of `check` (true), or until it exits (false). When its /proc entries cannot be read, the check
- * is skipped with a warning from the caller, so it never blocks a sidecar that works.
+ * of `check` (true), or until it exits (false). Returns 'unknown' when its /proc entries cannot be
+ * read, and the caller then skips the check with a warning.
  */
 export async function waitUntilServing(check: ServingCheck, pid: number, exited: Promise<unknown>): Promise<boolean | 'unknown'> {
   if (check.inodes.size === 0 && check.ports.length === 0) {

@@ -64,8 +64,11 @@ export function replaces(version: string, servingVersion: string, servingReplace
  */
 export function compareVersions(left: string, right: string): number {
   if (/^\d+$/.test(left) && /^\d+$/.test(right)) {
-    const [a, b] = [BigInt(left), BigInt(right)];
-    return a === b ? 0 : a < b ? -1 : 1;
+    const difference = BigInt(left) - BigInt(right);
+    if (difference === 0n) {
+      return 0;
+    }
+    return difference < 0n ? -1 : 1;
   }
   return 0;
 }

@@ -8,7 +8,7 @@ export function dependenciesOf(pod: PodSpec, self: { name: string; priority: num
 }
 
 /**
- * Reports whether a sidecar no longer holds the apps back: it is ready, or it is a parked
+ * Reports whether a sidecar no longer keeps the apps waiting: it is ready, or it is a parked
  * hot-upgrade slot, which serves nothing while its other slot serves.
  */
 export function isServingOrParked(record: ContainerRecord | undefined): boolean {

@@ -65,7 +65,7 @@ async function slotPod(sidecar = 'mesh'): Promise<string> {
   return shared;
 }
 
-/** A slot's supervisor: SIDECARSET_VERSION as the downward API sets it, the rest as flags. */
+/** Starts a slot's supervisor, with SIDECARSET_VERSION set as the downward API sets it and the rest as flags. */
 function startSlot(shared: string, name: string, version: string, command: readonly string[], extra: readonly string[] = [], env: Record<string, string> = {}): Supervisor {
   const supervisor = runtimeTandem(superviseArgs(shared, name, 'sidecar', command, ['--stop-timeout', '5s', ...extra]), {
     env: { SIDECARSET_VERSION: version, VERSION: `v${version}`, ...env },
@@ -74,7 +74,7 @@ function startSlot(shared: string, name: string, version: string, command: reado
   return supervisor;
 }
 
-/** Sends one GET and returns the answering version, or the error. */
+/** Sends one GET and returns the response body (`version=vN`), or rejects with the error. */
 function get(port: number, pathname = '/', agent: Agent | false = false): Promise<string> {
   return new Promise((resolve, reject) => {
     const outgoing = request({ host: '127.0.0.1', port, path: pathname, agent }, (response) => {
@@ -88,7 +88,7 @@ function get(port: number, pathname = '/', agent: Agent | false = false): Promis
   });
 }
 
-/** Slow requests over keep-alive connections until stopped, counting answers per version and failures. */
+/** Sends slow requests over keep-alive connections until stopped, counting responses per version and failures. */
 function slowRequests(port: number, connections: number) {
   const agent = new Agent({ keepAlive: true, maxSockets: connections });
   const versions = new Map<string, number>();
@@ -266,7 +266,7 @@ describe('hot upgrade between two slots', () => {
     }
   }, 60_000);
 
-  /** A pod with two slots of `mesh`, v1 serving in mesh-1 on a socket that tandem owns. */
+  /** Starts a pod with two slots of `mesh`, v1 serving in mesh-1 on a socket that tandem owns. */
   async function servingPod(extra: readonly string[] = []) {
     const shared = await slotPod();
     const port = await freePort();
@@ -322,7 +322,7 @@ describe('hot upgrade between two slots', () => {
 
     expect(await Promise.all(slow)).toEqual(Array.from({ length: 20 }, () => 'version=v1'));
     await waitFor('mesh-1 drained', () => record(shared, 'mesh-1')?.phase === 'parked');
-    // The old version exited only after its slow requests had their answers, about 4.5 s after the drain began.
+    // The old version exited only after its slow requests had their responses, about 4.5 s after the drain began.
     expect(record(shared, 'mesh-1')!.drained!.drainMs).toBeGreaterThan(3000);
     expect(record(shared, 'mesh-1')!.drained!.exitCode).toBe(0);
     const load = await finishLoad();

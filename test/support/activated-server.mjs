@@ -1,7 +1,7 @@
-// An HTTP server that takes its listening socket by systemd socket activation, as a sidecar of the
-// hot-upgrade tests. It answers `version=<VERSION>`; `/slow?ms=N` answers after N ms. On SIGTERM it
-// drains: it stops accepting, answers every later request with `Connection: close`, and exits once
-// its connections are closed, or after DRAIN_MS.
+// An HTTP server that takes its listening sockets by systemd socket activation, as a sidecar of the
+// hot-upgrade tests. It responds `version=<VERSION>`, and `/slow?ms=N` responds after N ms. On
+// SIGTERM it drains: it stops accepting, sends `Connection: close` with every later response, and
+// exits once its connections are closed, or after DRAIN_MS.
 import http from 'node:http';
 
 const version = process.env.VERSION ?? process.env.SIDECARSET_VERSION ?? '?';
@@ -35,7 +35,7 @@ const handle = (request, response) => {
 /** Sets up one server: no keep-alive timeout, connection tracking, and no closing of idle connections. */
 function setUp(server) {
   // A keep-alive timeout would close idle connections on the server's side, which races with a
-  // client that sends at that moment; the load never leaves a connection idle for long.
+  // client that sends at that moment. The load never leaves a connection idle for long.
   server.keepAliveTimeout = 0;
   server.on('connection', (socket) => {
     connections.add(socket);
@@ -47,7 +47,7 @@ function setUp(server) {
     });
   });
   // http.Server#close also closes idle keep-alive connections, which races with a request in flight
-  // on them; this server closes each connection after its next answer instead.
+  // on them. This server closes each connection after its next response instead.
   server.closeIdleConnections = () => undefined;
   return server;
 }
